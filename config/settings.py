@@ -1,0 +1,230 @@
+"""Django settings, read from the environment in one place.
+
+Development defaults (SQLite under var/, embedded Redis, debug on) apply only while DJANGO_DEBUG is on;
+with debug off every secret must be given and the secure-cookie / HSTS settings are on by default.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import env_bool, env_float, env_int, env_list, env_str, redis_db_of, redis_url_with_db
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+    SECRET_KEY = "dev-insecure-7c1f0b6e4a9d4f2b8e3a5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f"
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"] + (["[::1]", "testserver"] if DEBUG else []))
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_results",
+    "django_celery_beat",
+    "projects",
+    "jobs",
+    "realtime",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Persistent connections under ASGI pile up (one per thread); a psycopg pool is opt-in instead.
+    if env_bool("DATABASE_POOL", False):
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": env_int("DATABASE_POOL_MIN", 2),
+            "max_size": env_int("DATABASE_POOL_MAX", 20),
+            "timeout": 10,
+        }
+    # ChannelsLiveServerTestCase and pytest-django need the test database named explicitly.
+    DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME", f"test_{DATABASES['default']['NAME']}")}
+else:
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME", str(VAR_DIR / "test_db.sqlite3"))}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+MEDIA_URL = "/media/"
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# --- Redis: broker, channel layer and our own keys each on their own database number ----------------
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+_REDIS_BASE_DB = redis_db_of(REDIS_URL)
+REDIS_BROKER_URL = redis_url_with_db(REDIS_URL, _REDIS_BASE_DB)
+REDIS_CHANNELS_URL = redis_url_with_db(REDIS_URL, _REDIS_BASE_DB + 1)
+REDIS_APP_URL = redis_url_with_db(REDIS_URL, _REDIS_BASE_DB + 2)
+# Two deployments (or two test runs) sharing one Redis stay apart by key prefix.
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "vg")
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "channels_redis.core.RedisChannelLayer"),
+        "CONFIG": {
+            "hosts": [REDIS_CHANNELS_URL],
+            "prefix": f"{REDIS_KEY_PREFIX}:asgi",
+            # A job reports at most JOBS_PROGRESS_EVENTS_PER_S events a second; 1,000 buffered
+            # messages per consumer channel covers a slow client for well over a minute.
+            "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000),
+            "expiry": env_int("CHANNEL_LAYER_EXPIRY", 60),
+            "group_expiry": 86400,
+        },
+    }
+}
+
+# --- Celery (read by config/celery.py with the CELERY_ namespace) ------------------------------------
+CELERY_BROKER_URL = REDIS_BROKER_URL
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Longer than the hard time limit so a running task is never handed to a second worker.
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600 + 600),
+    "global_keyprefix": f"{REDIS_KEY_PREFIX}:",
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = True
+CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 3600)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_TRACK_STARTED = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 10)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3540)
+CELERY_TASK_DEFAULT_QUEUE = "maintenance"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TIMEZONE = TIME_ZONE
+
+# --- The job system's own settings (typed accessors in jobs/conf.py) ---------------------------------
+JOBS = {
+    "HEARTBEAT_INTERVAL_S": env_float("JOBS_HEARTBEAT_INTERVAL_S", 10.0),
+    "STALE_AFTER_S": env_float("JOBS_STALE_AFTER_S", 60.0),
+    "MAX_ATTEMPTS": env_int("JOBS_MAX_ATTEMPTS", 3),
+    "QUEUED_REDISPATCH_AFTER_S": env_float("JOBS_QUEUED_REDISPATCH_AFTER_S", 120.0),
+    "REAPER_INTERVAL_S": env_float("JOBS_REAPER_INTERVAL_S", 30.0),
+    "CANCEL_GRACE_S": env_float("JOBS_CANCEL_GRACE_S", 10.0),
+    "PROGRESS_EVENTS_PER_S": env_float("JOBS_PROGRESS_EVENTS_PER_S", 10.0),
+    "RETRY_MAX": env_int("JOBS_RETRY_MAX", 3),
+    "RETRY_BACKOFF_S": env_float("JOBS_RETRY_BACKOFF_S", 2.0),
+    "RETRY_BACKOFF_MAX_S": env_float("JOBS_RETRY_BACKOFF_MAX_S", 300.0),
+    "TIME_LIMIT_S": {
+        "full_video": env_int("JOBS_TIME_LIMIT_FULL_VIDEO_S", 3600),
+        "image_generation": env_int("JOBS_TIME_LIMIT_IMAGE_GENERATION_S", 3600),
+        "audio_generation": env_int("JOBS_TIME_LIMIT_AUDIO_GENERATION_S", 3600),
+    },
+    "SOFT_TIME_LIMIT_MARGIN_S": env_int("JOBS_SOFT_TIME_LIMIT_MARGIN_S", 60),
+}
+
+# --- Security ----------------------------------------------------------------------------------------
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if env_bool("DJANGO_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_MAX_BODY_BYTES", 1024 * 1024)
+
+# --- Logging: one line per event; JSON when LOG_FORMAT=json -------------------------------------------
+LOG_FORMAT = env_str("LOG_FORMAT", "text")
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}

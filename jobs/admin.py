@@ -1,0 +1,104 @@
+"""Staff admin for jobs: every owner's jobs, their events, and bulk cancel/retry through the service."""
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from . import services
+from .exceptions import InvalidTransition
+from .models import GenerationJob, JobEvent
+
+
+class JobEventInline(admin.TabularInline):
+    model = JobEvent
+    ordering = ("seq",)
+    fields = ("seq", "kind", "status", "progress", "stage", "message", "attempt", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: GenerationJob | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: GenerationJob | None = None) -> bool:
+        return False
+
+
+@admin.register(GenerationJob)
+class GenerationJobAdmin(admin.ModelAdmin):
+    list_display = ("id", "project", "job_type", "status", "progress_display", "current_stage", "attempts",
+                    "created_at", "duration_display")
+    list_filter = ("status", "job_type", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("id", "project__name", "project__owner__username", "celery_task_id")
+    list_select_related = ("project",)
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+    inlines = [JobEventInline]
+    actions = ["cancel_selected", "retry_selected"]
+    # Status, progress and results change only through the job service; staff act with the actions.
+    readonly_fields = ("id", "project", "job_type", "status", "progress", "current_stage", "error_message",
+                       "celery_task_id", "params", "result", "attempts", "lost_count", "seq", "stage_progress",
+                       "worker", "heartbeat_at", "queued_at", "dispatched_at", "created_at", "started_at",
+                       "completed_at", "updated_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="progress", ordering="progress")
+    def progress_display(self, obj: GenerationJob) -> str:
+        return f"{obj.progress:.1f}%"
+
+    @admin.display(description="duration")
+    def duration_display(self, obj: GenerationJob) -> str:
+        seconds = obj.duration_s
+        if seconds is None:
+            return "—"
+        minutes, secs = divmod(int(round(seconds)), 60)
+        return f"{minutes}m {secs:02d}s" if minutes else f"{seconds:.1f}s"
+
+    @admin.action(description="Cancel selected jobs")
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:
+        changed = skipped = 0
+        for job_id in queryset.values_list("pk", flat=True):
+            try:
+                services.job_cancel(job_id=job_id, reason=f"Cancelled by staff ({request.user})")
+                changed += 1
+            except InvalidTransition:
+                skipped += 1
+        self._report(request, "cancelled", changed, skipped)
+
+    @admin.action(description="Retry selected jobs")
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:
+        changed = skipped = 0
+        for job_id in queryset.values_list("pk", flat=True):
+            try:
+                services.job_retry(job_id=job_id)
+                changed += 1
+            except InvalidTransition:
+                skipped += 1
+        self._report(request, "re-queued", changed, skipped)
+
+    def _report(self, request: HttpRequest, verb: str, changed: int, skipped: int) -> None:
+        text = f"{changed} job{'s' if changed != 1 else ''} {verb}."
+        if skipped:
+            text += f" {skipped} skipped (not in a state that allows it)."
+        self.message_user(request, text, messages.SUCCESS if changed else messages.WARNING)
+
+
+@admin.register(JobEvent)
+class JobEventAdmin(admin.ModelAdmin):
+    list_display = ("job", "seq", "kind", "status", "progress", "stage", "created_at")
+    list_filter = ("kind", "status")
+    search_fields = ("job__id",)
+    list_select_related = ("job",)
+    readonly_fields = [f.name for f in JobEvent._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: JobEvent | None = None) -> bool:
+        return False
+
+

@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class JobsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "jobs"
+
+    def ready(self) -> None:
+        from . import listeners
+
+        listeners.register_default_listeners()

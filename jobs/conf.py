@@ -1,0 +1,35 @@
+"""Typed access to the job system's settings (settings.JOBS), with defaults in one place."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    HEARTBEAT_INTERVAL_S: float = 10.0
+    STALE_AFTER_S: float = 60.0
+    MAX_ATTEMPTS: int = 3
+    QUEUED_REDISPATCH_AFTER_S: float = 120.0
+    REAPER_INTERVAL_S: float = 30.0
+    CANCEL_GRACE_S: float = 10.0
+    PROGRESS_EVENTS_PER_S: float = 10.0
+    RETRY_MAX: int = 3
+    RETRY_BACKOFF_S: float = 2.0
+    RETRY_BACKOFF_MAX_S: float = 300.0
+    TIME_LIMIT_S: dict = field(default_factory=lambda: {"full_video": 3600, "image_generation": 3600, "audio_generation": 3600})
+    SOFT_TIME_LIMIT_MARGIN_S: int = 60
+
+    def time_limits(self, job_type: str) -> tuple[int, int]:
+        """(soft, hard) limits in seconds for a job type."""
+        hard = int(self.TIME_LIMIT_S.get(job_type, 3600))
+        soft = max(1, hard - int(self.SOFT_TIME_LIMIT_MARGIN_S)) if hard > self.SOFT_TIME_LIMIT_MARGIN_S else max(1, int(hard * 0.9))
+        return soft, hard
+
+
+def job_settings() -> JobSettings:
+    """Read settings.JOBS now (tests override settings, so this is not cached)."""
+    configured = getattr(settings, "JOBS", {}) or {}
+    known = {f.name for f in fields(JobSettings)}
+    return JobSettings(**{k: v for k, v in configured.items() if k in known})

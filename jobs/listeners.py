@@ -1,0 +1,85 @@
+"""The one place where a committed job event is handed on (dispatch to Celery, push to websockets).
+
+The job service calls `event_committed` from `transaction.on_commit`, so listeners only ever see
+events that are durably in the database. A listener that raises is logged and never breaks the caller.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CommittedEvent:
+    """A job's state right after one of its events was committed."""
+
+    job_id: str
+    project_id: str
+    job_type: str
+    seq: int
+    kind: str  # "status" or "progress"
+    status: str
+    previous_status: str | None
+    progress: float
+    current_stage: str
+    error_message: str | None
+    result: Any
+    attempt: int
+    message: str = ""
+
+    def as_message(self) -> dict[str, Any]:
+        """The websocket/CONTRACT.md `status` message for this event."""
+        return {
+            "type": "status",
+            "job_id": self.job_id,
+            "status": self.status,
+            "progress": self.progress,
+            "current_stage": self.current_stage,
+            "error_message": self.error_message,
+            "seq": self.seq,
+            "result": self.result,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Listener = Callable[[CommittedEvent], None]
+_listeners: list[Listener] = []
+
+
+def register_listener(listener: Listener) -> None:
+    """Add a listener (idempotent: registering the same function twice keeps one)."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def unregister_listener(listener: Listener) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
+def event_committed(event: CommittedEvent) -> None:
+    """Hand a committed event to every listener, in registration order; never raises."""
+    for listener in list(_listeners):
+        try:
+            listener(event)
+        except Exception:  # a push or dispatch failure must not undo or break a committed change
+            logger.exception("job event listener %r failed", listener, extra={"job_id": event.job_id, "seq": event.seq})
+
+
+def register_default_listeners() -> None:
+    """Called from JobsConfig.ready: the dispatcher and the realtime publisher, when present."""
+    import importlib
+
+    for module_name, attr in (("jobs.dispatch", "on_event_committed"), ("realtime.publish", "on_event_committed")):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        register_listener(getattr(module, attr))

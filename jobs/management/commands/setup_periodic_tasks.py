@@ -1,0 +1,37 @@
+"""Create or update the periodic maintenance tasks in django-celery-beat (idempotent)."""
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from jobs.conf import job_settings
+
+# name -> (task, interval in seconds or a settings attribute)
+PERIODIC_TASKS: dict[str, tuple[str, str | int]] = {
+    "jobs: reap stale and undispatched jobs": ("jobs.tasks.reap_jobs_task", "REAPER_INTERVAL_S"),
+    "jobs: delete expired task results": ("jobs.tasks.cleanup_results_task", 600),
+}
+
+
+class Command(BaseCommand):
+    help = "Create or update the periodic maintenance tasks (staff can edit them in the admin afterwards)."
+
+    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+        parser.add_argument("--reset", action="store_true", help="overwrite intervals changed in the admin")
+
+    @transaction.atomic
+    def handle(self, *args: object, reset: bool = False, **options: object) -> None:
+        conf = job_settings()
+        for name, (task, every) in PERIODIC_TASKS.items():
+            seconds = max(1, int(getattr(conf, every) if isinstance(every, str) else every))
+            schedule, _ = IntervalSchedule.objects.get_or_create(every=seconds, period=IntervalSchedule.SECONDS)
+            periodic, created = PeriodicTask.objects.get_or_create(
+                name=name,
+                defaults={"task": task, "interval": schedule, "queue": "maintenance",
+                          "expire_seconds": seconds, "enabled": True},
+            )
+            if not created and (reset or periodic.task != task):
+                periodic.task, periodic.interval, periodic.queue = task, schedule, "maintenance"
+                periodic.save()
+            self.stdout.write(f"{'created' if created else 'kept'}: {name} every {periodic.interval}")

@@ -1,0 +1,48 @@
+"""Read-only queries over jobs, always scoped to an owner where a user is given."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db.models import QuerySet
+
+from .exceptions import JobNotFound
+from .models import GenerationJob, JobEvent
+
+
+def _valid_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True
+
+
+def jobs_for_user(*, user: Any) -> QuerySet[GenerationJob]:
+    """The user's jobs, newest first."""
+    return GenerationJob.objects.filter(project__owner=user).select_related("project").order_by("-created_at")
+
+
+def job_get_for_user(*, job_id: Any, user: Any) -> GenerationJob:
+    """One of the user's jobs; JobNotFound for unknown ids and other users' jobs alike."""
+    if not _valid_uuid(job_id):
+        raise JobNotFound(job_id)
+    job = jobs_for_user(user=user).filter(pk=job_id).first()
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+def jobs_for_project(*, project_id: Any, user: Any | None = None) -> QuerySet[GenerationJob]:
+    """A project's jobs, newest first (served by the (project, -created_at) index)."""
+    if not _valid_uuid(project_id):
+        return GenerationJob.objects.none()
+    query = GenerationJob.objects.filter(project_id=project_id)
+    if user is not None:
+        query = query.filter(project__owner=user)
+    return query.order_by("-created_at")
+
+
+def job_events(*, job_id: Any, after_seq: int = 0) -> QuerySet[JobEvent]:
+    """A job's events after `after_seq`, in seq order."""
+    return JobEvent.objects.filter(job_id=job_id, seq__gt=after_seq).order_by("seq")

@@ -1,0 +1,328 @@
+"""The job service: the only code that changes a GenerationJob.
+
+Every change runs in a transaction holding the job's row lock (SELECT … FOR UPDATE on PostgreSQL; SQLite
+serialises writers with BEGIN IMMEDIATE), records a JobEvent with the next `seq`, and hands the committed
+event to jobs.listeners via `transaction.on_commit`. Worker-side calls (start, progress, complete, fail,
+requeue) treat a late or replayed update as a logged no-op; caller-side actions (cancel, retry, a strict
+status update) raise InvalidTransition so the API can answer 409.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from functools import partial
+from typing import Any, Callable
+
+from django.db import transaction
+from django.utils import timezone
+
+from . import listeners, states
+from .exceptions import InvalidJobInput, InvalidTransition, JobNotFound
+from .models import GenerationJob, JobEvent
+
+logger = logging.getLogger(__name__)
+
+STAGE_MAX_LENGTH = GenerationJob._meta.get_field("current_stage").max_length
+_JOB_FIELDS_SAVED = [
+    "status", "progress", "current_stage", "error_message", "result", "attempts", "lost_count", "seq",
+    "stage_progress", "worker", "heartbeat_at", "queued_at", "dispatched_at", "celery_task_id",
+    "started_at", "completed_at", "updated_at",
+]
+
+
+def clamp_progress(value: float) -> float:
+    """Clamp to 0..100 (NaN counts as 0) and round to 0.1 so tiny float noise is not an event."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    if number != number:  # NaN
+        return 0.0
+    return round(min(100.0, max(0.0, number)), 1)
+
+
+def trim_stage(stage: str | None) -> str:
+    return (stage or "").strip()[:STAGE_MAX_LENGTH]
+
+
+# --- internals ----------------------------------------------------------------------------------------
+
+def _lock(job_id: uuid.UUID | str) -> GenerationJob:
+    try:
+        return GenerationJob.objects.select_for_update().get(pk=job_id)
+    except (GenerationJob.DoesNotExist, ValueError, TypeError):
+        raise JobNotFound(job_id) from None
+    except Exception as exc:  # a malformed UUID string raises ValidationError from the field
+        from django.core.exceptions import ValidationError
+
+        if isinstance(exc, ValidationError):
+            raise JobNotFound(job_id) from None
+        raise
+
+
+def _record_event(job: GenerationJob, *, kind: str, previous_status: str | None, message: str = "") -> JobEvent:
+    """Save the locked job with the next seq, write its JobEvent, and schedule the hand-off on commit."""
+    job.seq += 1
+    job.updated_at = timezone.now()
+    job.save(update_fields=_JOB_FIELDS_SAVED)
+    event = JobEvent.objects.create(
+        job=job, seq=job.seq, kind=kind, status=job.status, progress=job.progress,
+        stage=job.current_stage, message=message[:2000], attempt=job.attempts,
+    )
+    committed = listeners.CommittedEvent(
+        job_id=str(job.pk), project_id=str(job.project_id), job_type=job.job_type, seq=job.seq, kind=kind,
+        status=job.status, previous_status=previous_status, progress=job.progress,
+        current_stage=job.current_stage, error_message=job.error_message,
+        result=job.result if job.status == states.COMPLETED else None, attempt=job.attempts, message=message,
+    )
+    transaction.on_commit(partial(listeners.event_committed, committed))
+    return event
+
+
+def _transition(
+    job_id: uuid.UUID | str,
+    target: str,
+    *,
+    strict: bool,
+    retry: bool = False,
+    attempt: int | None = None,
+    message: str = "",
+    mutate: Callable[[GenerationJob], None] | None = None,
+) -> GenerationJob | None:
+    """Move a job to `target` under its row lock; None (logged) for a refused non-strict move."""
+    with transaction.atomic():
+        job = _lock(job_id)
+        if attempt is not None and attempt != job.attempts:
+            logger.info("job %s: ignoring %s from stale attempt %s (now %s)", job.pk, target, attempt, job.attempts,
+                        extra={"job_id": str(job.pk)})
+            return None
+        if not states.can_transition(job.status, target, retry=retry):
+            if strict:
+                raise InvalidTransition(job.pk, job.status, target)
+            logger.info("job %s: ignoring late %s -> %s", job.pk, job.status, target, extra={"job_id": str(job.pk)})
+            return None
+        previous = job.status
+        now = timezone.now()
+        job.status = target
+        if target == states.PROCESSING:
+            job.started_at = now
+            job.heartbeat_at = now
+        elif target == states.QUEUED:
+            job.queued_at = now
+            job.dispatched_at = None
+            job.celery_task_id = ""
+            job.worker = ""
+            job.heartbeat_at = None
+            job.progress = 0.0
+            job.stage_progress = {}
+            job.current_stage = ""
+            job.started_at = None
+            job.completed_at = None
+            job.error_message = None
+            job.result = None
+        if target in states.TERMINAL:
+            job.completed_at = now
+            job.heartbeat_at = None
+        if target == states.COMPLETED:
+            job.progress = 100.0
+        if mutate is not None:
+            mutate(job)
+        _record_event(job, kind=JobEvent.STATUS, previous_status=previous, message=message)
+    logger.info("job %s: %s -> %s%s", job.pk, previous, target, f" ({message})" if message else "",
+                extra={"job_id": str(job.pk), "status": target, "attempt": job.attempts})
+    return job
+
+
+# --- public operations --------------------------------------------------------------------------------
+
+def job_create(*, project: Any, job_type: str, params: dict | None = None) -> GenerationJob:
+    """Validate and create a queued job; its work is dispatched once the transaction commits."""
+    from .validation import validate_job_input
+
+    clean_params = validate_job_input(job_type=job_type, params=params, script=getattr(project, "script", None))
+    with transaction.atomic():
+        now = timezone.now()
+        job = GenerationJob.objects.create(
+            project=project, job_type=job_type, status=states.QUEUED, params=clean_params, queued_at=now
+        )
+        job = _lock(job.pk)
+        _record_event(job, kind=JobEvent.STATUS, previous_status=None, message="Job created")
+    logger.info("job %s: created (%s) for project %s", job.pk, job_type, project.pk,
+                extra={"job_id": str(job.pk), "project_id": str(project.pk)})
+    return job
+
+
+def job_get(*, job_id: uuid.UUID | str) -> GenerationJob:
+    """A job by id (no owner check; selectors.job_get_for_user scopes by owner)."""
+    try:
+        return GenerationJob.objects.select_related("project").get(pk=job_id)
+    except (GenerationJob.DoesNotExist, ValueError, TypeError):
+        raise JobNotFound(job_id) from None
+    except Exception as exc:
+        from django.core.exceptions import ValidationError
+
+        if isinstance(exc, ValidationError):
+            raise JobNotFound(job_id) from None
+        raise
+
+
+def job_update_status(
+    *, job_id: uuid.UUID | str, status: str, message: str = "", strict: bool = True, attempt: int | None = None
+) -> GenerationJob | None:
+    """A plain transition by status name; strict calls raise InvalidTransition when it is not allowed."""
+    if status not in states.STATUSES:
+        raise InvalidJobInput("status", f"unknown status {status!r}; allowed: {', '.join(states.STATUSES)}")
+    return _transition(job_id, status, strict=strict, attempt=attempt, message=message)
+
+
+def job_start(
+    *, job_id: uuid.UUID | str, worker: str = "", task_id: str | None = None, attempt: int | None = None
+) -> GenerationJob | None:
+    """queued -> processing for the worker that picked the job up; None if it was cancelled or finished."""
+
+    def mutate(job: GenerationJob) -> None:
+        job.worker = worker[:255]
+        if task_id:
+            job.celery_task_id = task_id[:255]
+
+    return _transition(job_id, states.PROCESSING, strict=False, attempt=attempt, message="Started", mutate=mutate)
+
+
+def job_report_progress(
+    *,
+    job_id: uuid.UUID | str,
+    progress: float,
+    stage: str | None = None,
+    part: str | None = None,
+    attempt: int | None = None,
+) -> bool:
+    """Record progress of a processing job; False (a no-op) if nothing moved or the job is not running.
+
+    With `part`, `progress` is that stage's own 0-100 and the job's progress is the stage-weighted sum of
+    all parts, so stages running in parallel combine into one rising number.
+    """
+    with transaction.atomic():
+        job = _lock(job_id)
+        if job.status != states.PROCESSING or (attempt is not None and attempt != job.attempts):
+            logger.debug("job %s: ignoring progress while %s", job.pk, job.status, extra={"job_id": str(job.pk)})
+            return False
+        value = clamp_progress(progress)
+        if part:
+            parts = dict(job.stage_progress or {})
+            parts[part] = max(float(parts.get(part, 0.0)), value)
+            job.stage_progress = parts
+            value = clamp_progress(_weighted_progress(job.job_type, parts))
+        new_progress = max(job.progress, value)  # never down within an attempt
+        new_stage = trim_stage(stage) if stage is not None else job.current_stage
+        if new_progress == job.progress and new_stage == job.current_stage:
+            if part:
+                job.save(update_fields=["stage_progress"])
+            return False
+        job.progress = new_progress
+        job.current_stage = new_stage
+        job.heartbeat_at = timezone.now()
+        _record_event(job, kind=JobEvent.PROGRESS, previous_status=job.status)
+    return True
+
+
+def _weighted_progress(job_type: str, parts: dict[str, float]) -> float:
+    try:
+        from .pipeline import STAGE_WEIGHTS
+    except ImportError:  # pipeline not installed: equal weights over the parts seen
+        STAGE_WEIGHTS = {}
+    weights: dict[str, float] = dict(STAGE_WEIGHTS.get(job_type) or {p: 1.0 for p in parts})
+    total = sum(weights.values()) or 1.0
+    return sum(weights[name] * float(parts.get(name, 0.0)) for name in weights) / total
+
+
+def job_complete(
+    *, job_id: uuid.UUID | str, result: dict | None = None, attempt: int | None = None
+) -> GenerationJob | None:
+    """processing -> completed with its result and progress 100; a replay is a no-op."""
+
+    def mutate(job: GenerationJob) -> None:
+        job.result = result if result is not None else {}
+        job.current_stage = "Completed"
+        job.error_message = None
+
+    return _transition(job_id, states.COMPLETED, strict=False, attempt=attempt, message="Completed", mutate=mutate)
+
+
+def job_fail(
+    *, job_id: uuid.UUID | str, error_message: str, attempt: int | None = None
+) -> GenerationJob | None:
+    """queued|processing -> failed with a user-facing message; progress reached is kept."""
+    text = (error_message or "failed").strip()[:2000]
+
+    def mutate(job: GenerationJob) -> None:
+        job.error_message = text
+
+    return _transition(job_id, states.FAILED, strict=False, attempt=attempt, message=text, mutate=mutate)
+
+
+def job_cancel(*, job_id: uuid.UUID | str, reason: str = "Cancelled by user") -> GenerationJob:
+    """Cancel an unfinished job (InvalidTransition if it already finished); the task is stopped on commit."""
+
+    def mutate(job: GenerationJob) -> None:
+        job.current_stage = trim_stage("Cancelled")
+
+    job = _transition(job_id, states.CANCELLED, strict=True, message=reason, mutate=mutate)
+    assert job is not None
+    return job
+
+
+def job_retry(*, job_id: uuid.UUID | str) -> GenerationJob:
+    """A failed or cancelled job goes back to queued as a new attempt (InvalidTransition otherwise)."""
+
+    def mutate(job: GenerationJob) -> None:
+        job.attempts += 1
+        job.lost_count = 0
+
+    with transaction.atomic():
+        current = _lock(job_id)
+        if current.status not in states.RETRYABLE:
+            raise InvalidTransition(current.pk, current.status, states.QUEUED,
+                                    f"job is {current.status}; only failed or cancelled jobs can be retried")
+        job = _transition(job_id, states.QUEUED, strict=True, retry=True, message="Retry requested", mutate=mutate)
+    assert job is not None
+    return job
+
+
+def job_requeue(*, job_id: uuid.UUID | str, reason: str, attempt: int | None = None) -> GenerationJob | None:
+    """processing -> queued as a new attempt after its worker was lost (used by the reaper)."""
+
+    def mutate(job: GenerationJob) -> None:
+        job.attempts += 1
+        job.lost_count += 1
+
+    return _transition(job_id, states.QUEUED, strict=False, attempt=attempt, message=reason, mutate=mutate)
+
+
+def job_heartbeat(*, job_id: uuid.UUID | str, worker: str = "", attempt: int | None = None) -> bool:
+    """Refresh a processing job's lease; False if the job is no longer ours to run (conditional update)."""
+    query = GenerationJob.objects.filter(pk=job_id, status=states.PROCESSING)
+    if attempt is not None:
+        query = query.filter(attempts=attempt)
+    updated = query.update(heartbeat_at=timezone.now())
+    return updated == 1
+
+
+def job_mark_dispatched(*, job_id: uuid.UUID | str, task_id: str) -> bool:
+    """Remember the Celery task id of a queued job's dispatch (no event: the status did not change)."""
+    now = timezone.now()
+    updated = GenerationJob.objects.filter(pk=job_id, status=states.QUEUED).update(
+        celery_task_id=task_id[:255], dispatched_at=now, updated_at=now
+    )
+    return updated == 1
+
+
+def jobs_cancel_unfinished(*, project_id: uuid.UUID | str, reason: str = "Project deleted") -> int:
+    """Cancel every unfinished job of a project; returns how many were cancelled."""
+    count = 0
+    for job_id in GenerationJob.objects.filter(project_id=project_id, status__in=states.UNFINISHED).values_list("pk", flat=True):
+        try:
+            job_cancel(job_id=job_id, reason=reason)
+            count += 1
+        except InvalidTransition:  # finished meanwhile
+            pass
+    return count

@@ -1,0 +1,168 @@
+"""Real OS processes for end-to-end tests: Celery workers, beat and daphne against the test database.
+
+Each process runs in its own process group with its output in the run's artifacts folder, so a test can
+SIGKILL a whole worker and the fixture can always clean up.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connections
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+ALL_QUEUES = "video_generation,image_generation,audio_generation,maintenance"
+
+
+def artifacts_dir() -> Path:
+    path = Path(os.environ.get("TEST_ARTIFACTS_DIR", ROOT / "var" / "test-artifacts" / "adhoc"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url() -> str:
+    """A URL for the database the tests are using right now (the test database)."""
+    db = connections["default"].settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db.get("USER") or ""
+    if db.get("PASSWORD"):
+        auth += f":{db['PASSWORD']}"
+    return f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def subprocess_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DATABASE_URL=database_url(),
+        REDIS_URL=settings.REDIS_URL,
+        REDIS_KEY_PREFIX=settings.REDIS_KEY_PREFIX,
+        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+class ProcessGroup:
+    """Starts and always stops a set of named processes."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, Path] = {}
+
+    def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = artifacts_dir() / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        handle = open(log, "w")
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        handle.close()
+        self.procs[name], self.logs[name] = proc, log
+        return proc
+
+    def log(self, name: str) -> str:
+        return self.logs[name].read_text(errors="replace") if name in self.logs else ""
+
+    def signal(self, name: str, sig: int) -> None:
+        proc = self.procs[name]
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the whole process group (a worker and its pool children) and reap it."""
+        self.signal(name, signal.SIGKILL)
+        self.procs[name].wait(10)
+
+    def stop(self, name: str, timeout: float = 20.0) -> None:
+        proc = self.procs.get(name)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            self.signal(name, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.signal(name, signal.SIGKILL)  # stragglers in the group (pool children)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name, timeout=10.0)
+
+    # --- the three kinds of process ------------------------------------------------------------------
+
+    def start_worker(self, name: str = "worker", *, queues: str = ALL_QUEUES, concurrency: int = 2,
+                     ready_timeout: float = 60.0, extra_args: list[str] | None = None, **env: str) -> subprocess.Popen:
+        ready_file = artifacts_dir() / f"{name}-{uuid.uuid4().hex[:6]}.ready"
+        command = [str(BIN / "celery"), "-A", "config", "worker", "-Q", queues, "-l", "INFO",
+                   "--concurrency", str(concurrency), "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h",
+                   "--without-gossip", "--without-mingle", *(extra_args or [])]
+        proc = self.start(name, command, subprocess_env(WORKER_READY_FILE=str(ready_file), **env))
+        _wait_for(lambda: ready_file.exists(), ready_timeout, f"worker {name}", proc, lambda: self.log(name))
+        return proc
+
+    def start_beat(self, name: str = "beat", **env: str) -> subprocess.Popen:
+        schedule = artifacts_dir() / f"{name}-{uuid.uuid4().hex[:6]}"
+        command = [str(BIN / "celery"), "-A", "config", "beat", "-l", "INFO",
+                   "-S", "django_celery_beat.schedulers:DatabaseScheduler", "--pidfile", "", "-s", str(schedule)]
+        return self.start(name, command, subprocess_env(**env))
+
+    def start_daphne(self, name: str = "daphne", *, port: int | None = None, ready_timeout: float = 60.0,
+                     **env: str) -> int:
+        port = port or free_port()
+        command = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
+        proc = self.start(name, command, subprocess_env(**env))
+
+        def answers() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+
+        _wait_for(answers, ready_timeout, f"daphne {name}", proc, lambda: self.log(name))
+        return port
+
+
+def _wait_for(check, timeout: float, what: str, proc: subprocess.Popen, log) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log()[-3000:]}")
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} not ready within {timeout} s:\n{log()[-3000:]}")
+
+
+def wait_until(predicate, timeout: float = 60.0, interval: float = 0.2, message: str = "condition"):
+    """Poll `predicate` until it returns a truthy value; fail with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
