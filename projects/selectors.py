@@ -25,3 +25,21 @@ def project_get_for_user(*, project_id: Any, user: Any) -> Project:
     if project is None:
         raise ProjectNotFound(project_id)
     return project
+
+
+def projects_with_latest_job(*, user: Any) -> QuerySet[Project]:
+    """The user's projects, newest first, annotated with their latest job's id, status and progress.
+
+    Correlated subqueries keep the projects page at one query however many projects there are.
+    """
+    from django.db.models import OuterRef, Subquery
+
+    from jobs.models import GenerationJob
+
+    latest = GenerationJob.objects.filter(project=OuterRef("pk")).order_by("-created_at")
+    return projects_for_user(user=user).annotate(
+        latest_job_id=Subquery(latest.values("pk")[:1]),
+        latest_job_status=Subquery(latest.values("status")[:1]),
+        latest_job_progress=Subquery(latest.values("progress")[:1]),
+        latest_job_type=Subquery(latest.values("job_type")[:1]),
+    )

@@ -1,0 +1,104 @@
+"""The job page: live progress, timeline, result media; Cancel/Retry also work as plain form posts."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods
+
+from . import selectors, services, states
+from .exceptions import InvalidTransition, JobNotFound
+from .models import GenerationJob, JobEvent
+
+# How often the page reloads itself while the job runs and JavaScript is off.
+NOSCRIPT_REFRESH_S = 3
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    status: str
+    stage: str
+    progress: float
+    message: str
+
+
+def job_timeline(events: list[JobEvent]) -> list[TimelineEntry]:
+    """Status changes and stage changes only: progress ticks within a stage would drown the story."""
+    entries: list[TimelineEntry] = []
+    previous: tuple[str, str] | None = None
+    for event in events:
+        key = (event.status, event.stage)
+        if event.kind == JobEvent.STATUS or key != previous:
+            entries.append(TimelineEntry(event.created_at, event.status, event.stage, event.progress, event.message))
+        previous = key
+    return entries
+
+
+def artifact_links(job: GenerationJob) -> dict[str, list[dict[str, Any]]]:
+    """The result's artifacts grouped by kind, each with a URL under the job's (auth-checked) API path."""
+    grouped: dict[str, list[dict[str, Any]]] = {"video": [], "image": [], "audio": [], "scenes": []}
+    result = job.result if isinstance(job.result, dict) else {}
+    for item in result.get("artifacts") or []:
+        if not isinstance(item, dict):
+            continue
+        url = item.get("url") or (f"/api/jobs/{job.pk}/artifacts/{item['path']}" if item.get("path") else None)
+        if url:
+            name = str(item.get("path") or url).rsplit("/", 1)[-1]
+            grouped.setdefault(str(item.get("kind")), []).append({**item, "url": url, "name": name})
+    return grouped
+
+
+def job_timing(job: GenerationJob) -> tuple[float | None, float | None]:
+    """Seconds the current attempt has run, and a linear estimate of the seconds left (None if unknown)."""
+    if job.started_at is None:
+        return None, None
+    end = job.completed_at or timezone.now()
+    elapsed = max(0.0, (end - job.started_at).total_seconds())
+    if job.status != states.PROCESSING or job.progress <= 0:
+        return elapsed, None
+    return elapsed, elapsed * (100.0 - job.progress) / job.progress
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
+    """`/jobs/<id>/`: the job's live state; POST action=cancel|retry is the no-JavaScript fallback."""
+    try:
+        job = selectors.job_get_for_user(job_id=job_id, user=request.user)
+    except JobNotFound:
+        raise Http404("No such job") from None
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "cancel":
+                services.job_cancel(job_id=job.pk)
+            elif action == "retry":
+                services.job_retry(job_id=job.pk)
+            else:
+                messages.error(request, "Unknown action.")
+        except InvalidTransition as exc:
+            messages.error(request, exc.reason)
+        return redirect(reverse("job-detail", kwargs={"job_id": job.pk}))
+
+    elapsed, remaining = job_timing(job)
+    context = {
+        "job": job,
+        "project": job.project,
+        "timeline": job_timeline(list(selectors.job_events(job_id=job.pk))),
+        "artifacts": artifact_links(job),
+        "elapsed_s": elapsed,
+        "remaining_s": remaining,
+        "unfinished": job.status in states.UNFINISHED,
+        "can_cancel": job.status in states.UNFINISHED,
+        "can_retry": job.status in states.RETRYABLE,
+        "refresh_s": NOSCRIPT_REFRESH_S,
+    }
+    return render(request, "jobs/detail.html", context)

@@ -1,0 +1,59 @@
+"""Project pages: the list with a create form, and one project with its script and jobs."""
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from jobs import selectors as job_selectors
+from jobs import services as job_services
+from jobs.exceptions import InvalidJobInput, ProjectNotFound
+
+from . import selectors, services
+from .forms import ProjectForm, ScriptForm, job_start_forms
+
+PROJECT_PAGE_JOBS = 50
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_list(request: HttpRequest) -> HttpResponse:
+    """`/`: the user's projects, newest first, each with its latest job; POST creates a project."""
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        project = services.project_create(owner=request.user, **form.cleaned_data)
+        return redirect("project-detail", project_id=project.pk)
+    projects = selectors.projects_with_latest_job(user=request.user)
+    return render(request, "projects/list.html", {"projects": projects, "form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_detail(request: HttpRequest, project_id: str) -> HttpResponse:
+    """`/projects/<id>/`: edit the script (action=save_script) or start a job (action=start_job)."""
+    try:
+        project = selectors.project_get_for_user(project_id=project_id, user=request.user)
+    except ProjectNotFound:
+        raise Http404("No such project") from None
+    action = request.POST.get("action") if request.method == "POST" else None
+    script_form = ScriptForm(request.POST if action == "save_script" else None, initial={"script": project.script})
+    submitted = request.POST.get("job_type") if action == "start_job" else None
+    start_forms = job_start_forms(request.POST if submitted else None, submitted=submitted)
+
+    if action == "save_script" and script_form.is_valid():
+        services.project_update(project=project, script=script_form.cleaned_data["script"])
+        return redirect("project-detail", project_id=project.pk)
+    if submitted:
+        form = next((f for f in start_forms if f.job_type == submitted), None)
+        if form is not None and form.is_valid():
+            try:
+                job = job_services.job_create(project=project, job_type=submitted, params=form.cleaned_data)
+            except InvalidJobInput as exc:
+                form.add_job_error(exc.field, exc.message)
+            else:
+                return redirect("job-detail", job_id=job.pk)
+
+    jobs = job_selectors.jobs_for_project(project_id=project.pk, user=request.user)[:PROJECT_PAGE_JOBS]
+    context = {"project": project, "script_form": script_form, "start_forms": start_forms, "jobs": jobs}
+    return render(request, "projects/detail.html", context)
