@@ -53,7 +53,8 @@ def _stop(children: dict[str, subprocess.Popen], timeout: float = 15.0) -> None:
 def main() -> int:
     os.chdir(BASE_DIR)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    (BASE_DIR / "var").mkdir(exist_ok=True)
+    var_dir = Path(os.environ.get("VAR_DIR") or BASE_DIR / "var")
+    var_dir.mkdir(parents=True, exist_ok=True)
     port = os.environ.get("PORT", "8000")
     children: dict[str, subprocess.Popen] = {}
     stopping = False
@@ -65,7 +66,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    redis_proc = ensure_redis_url(BASE_DIR / "var" / "redis")
+    redis_proc = ensure_redis_url(var_dir / "redis")
     if redis_proc is not None:
         children["redis"] = redis_proc
     try:
