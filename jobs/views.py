@@ -67,6 +67,20 @@ def job_timing(job: GenerationJob) -> tuple[float | None, float | None]:
     return elapsed, elapsed * (100.0 - job.progress) / job.progress
 
 
+def format_duration(seconds: float | None) -> str:
+    """"1 h 02 min", "3 min 05 s", "42 s"; empty when unknown."""
+    if seconds is None:
+        return ""
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
@@ -94,8 +108,8 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
         "project": job.project,
         "timeline": job_timeline(list(selectors.job_events(job_id=job.pk))),
         "artifacts": artifact_links(job),
-        "elapsed_s": elapsed,
-        "remaining_s": remaining,
+        "elapsed_text": format_duration(elapsed),
+        "remaining_text": format_duration(remaining),
         "unfinished": job.status in states.UNFINISHED,
         "can_cancel": job.status in states.UNFINISHED,
         "can_retry": job.status in states.RETRYABLE,
