@@ -211,6 +211,58 @@ if env_bool("DJANGO_BEHIND_PROXY", False):
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_MAX_BODY_BYTES", 1024 * 1024)
 
+# --- REST API (DRF, drf-spectacular; glue in config/api.py) -------------------------------------------
+REST_FRAMEWORK = {
+    # Token first: DRF answers an anonymous request with the first class's WWW-Authenticate, so 401, not 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["config.api.LimitedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "config.api.JobsPagination",
+    "EXCEPTION_HANDLER": "config.api.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+# Per-user job creations, DRF rate syntax ("60/min", "1000/day"); empty turns the limit off.
+API_JOB_CREATE_RATE = env_str("JOBS_CREATE_RATE", "60/min")
+# Throttle counters live in Redis so every server process shares them.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_APP_URL,
+        "KEY_PREFIX": f"{REDIS_KEY_PREFIX}:cache",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+}
+HEALTHZ = {
+    "PING_TIMEOUT_S": env_float("HEALTHZ_PING_TIMEOUT_S", 0.5),
+    "WORKERS_CACHE_S": env_float("HEALTHZ_WORKERS_CACHE_S", 10.0),
+    "MIN_WORKERS": env_int("HEALTHZ_MIN_WORKERS", 0),
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Video generation API",
+    "DESCRIPTION": "Projects (scripts) and the long-running jobs that turn them into images, narration and video.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/",
+    "PREPROCESSING_HOOKS": ["config.api.drop_duplicate_slash_forms"],
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobs.states.STATUS_CHOICES",
+        "JobTypeEnum": "jobs.states.JOB_TYPE_CHOICES",
+        "CancelledStatusEnum": "jobs.api.serializers.CANCELLED_CHOICES",
+        "HealthStateEnum": "config.health.HEALTH_STATES",
+    },
+}
+
 # --- Logging: one line per event; JSON when LOG_FORMAT=json -------------------------------------------
 LOG_FORMAT = env_str("LOG_FORMAT", "text")
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

@@ -1,11 +1,25 @@
 """URL routes: admin, auth pages, API, health."""
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config import api
+from config.api_views import ObtainTokenView
+from config.health import HealthView
 
 from jobs import views as job_views
 from projects import views as project_views
 
 urlpatterns = [
+    # --- API (every path with and without the trailing slash; see config/api.py) ---
+    *api.slash_optional("api/auth/token/", ObtainTokenView.as_view(), "api-token"),
+    path("", include("projects.api.urls")),
+    path("", include("jobs.api.urls")),
+    *api.slash_optional("api/schema/", SpectacularAPIView.as_view(), "schema"),
+    *api.slash_optional("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), "api-docs"),
+    *api.slash_optional("healthz", HealthView.as_view(), "healthz"),
+    re_path(r"^api(?:/.*)?$", api.api_not_found),
+    # --- end API ---
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     # --- pages ---
@@ -13,3 +27,9 @@ urlpatterns = [
     path("projects/<uuid:project_id>/", project_views.project_detail, name="project-detail"),
     path("jobs/<uuid:job_id>/", job_views.job_detail, name="job-detail"),
 ]
+
+# JSON errors for /api/ paths, Django's pages elsewhere (config/api.py).
+handler400 = "config.api.bad_request"
+handler403 = "config.api.permission_denied"
+handler404 = "config.api.page_not_found"
+handler500 = "config.api.server_error"

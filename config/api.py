@@ -1,0 +1,212 @@
+"""DRF glue shared by every API module: error mapping, JSON fallbacks, parsing limits, pagination, throttles.
+
+Domain exceptions are mapped to HTTP answers here and nowhere else (STYLE.md): a view only calls a
+service or selector and lets JobNotFound / InvalidTransition / InvalidJobInput travel up.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions, status
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+
+from jobs.exceptions import InvalidJobInput, InvalidTransition, JobNotFound, ProjectNotFound
+
+logger = logging.getLogger(__name__)
+
+JSON_PATH_PREFIXES = ("/api/", "/api", "/healthz")
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Request body is larger than the limit of {limit} bytes.")
+
+
+def max_body_bytes() -> int:
+    return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0)
+
+
+class LimitedJSONParser(JSONParser):
+    """JSONParser that enforces DATA_UPLOAD_MAX_MEMORY_SIZE.
+
+    DRF reads JSON straight from the request stream, so Django's own limit (checked only by
+    `request.body` and form parsing) never applies to it; without this a client could post gigabytes.
+    """
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+        limit = max_body_bytes()
+        if not limit:
+            return super().parse(stream, media_type, parser_context)
+        request = (parser_context or {}).get("request")
+        if request is not None:
+            try:
+                declared = int(request.META.get("CONTENT_LENGTH") or 0)
+            except (TypeError, ValueError):
+                declared = 0
+            if declared > limit:
+                raise RequestTooLarge(limit)
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise RequestTooLarge(limit)
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        try:
+            data = json.loads(raw.decode(encoding), parse_constant=_reject_constant)
+            # A lone surrogate ("\\ud800") parses fine but cannot be stored as UTF-8 by the database.
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except (ValueError, UnicodeError) as exc:
+            raise exceptions.ParseError(f"JSON parse error - {exc}") from None
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - nested too deeply") from None
+        return data
+
+
+def _reject_constant(value: str) -> Any:
+    # NaN/Infinity are not JSON; accepting them would put values PostgreSQL's jsonb refuses into params.
+    raise ValueError(f"{value} is not valid JSON")
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler plus our domain errors; anything left unmapped is a bug and becomes a 500."""
+    # Imported here: this module is named in REST_FRAMEWORK, which rest_framework.views reads on import.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
+    if isinstance(exc, (JobNotFound, ProjectNotFound)):
+        kind = "Job" if isinstance(exc, JobNotFound) else "Project"
+        return Response({"detail": f"{kind} not found."}, status=status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, InvalidTransition):
+        return Response({"detail": exc.reason}, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, InvalidJobInput):
+        return Response({exc.field: [exc.message]}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            {"detail": f"Request body is larger than the limit of {max_body_bytes()} bytes."},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    if isinstance(exc, SuspiciousOperation):
+        return Response({"detail": "Bad request."}, status=status.HTTP_400_BAD_REQUEST)
+    return drf_exception_handler(exc, context)
+
+
+class JobsPagination(PageNumberPagination):
+    """`?page=N&page_size=M` with a maximum, answering {"count","next","previous","results"}."""
+
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+class JobCreateThrottle(SimpleRateThrottle):
+    """Per-user limit on job creation; the rate is read on every request so tests and env can change it.
+
+    The cache is best-effort: if it is unreachable the request is allowed (a throttle must not turn an
+    outage of Redis into 500s for every job creation).
+    """
+
+    scope = "job_create"
+
+    def get_rate(self) -> str | None:
+        return settings.API_JOB_CREATE_RATE or None
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        if not request.user or not request.user.is_authenticated:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except Exception:
+            logger.warning("job-create throttle cache unavailable; allowing the request", exc_info=True)
+            return True
+
+
+class AnyAcceptNegotiation(DefaultContentNegotiation):
+    """Never 406: file downloads are asked for with `Accept: video/*` and similar by media elements."""
+
+    def select_renderer(self, request: Any, renderers: list, format_suffix: str | None = None) -> tuple:
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except exceptions.NotAcceptable:
+            return renderers[0], renderers[0].media_type
+
+
+# --- Django's own error views: JSON for API paths, the normal pages elsewhere ---------------------------
+
+def wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith(JSON_PATH_PREFIXES)
+
+
+def bad_request(request: HttpRequest, exception: Exception, template_name: str = "400.html") -> HttpResponse:
+    if wants_json(request):
+        if isinstance(exception, RequestDataTooBig):
+            return JsonResponse({"detail": f"Request body is larger than the limit of {max_body_bytes()} bytes."},
+                                status=413)
+        return JsonResponse({"detail": "Bad request."}, status=400)
+    return defaults.bad_request(request, exception, template_name)
+
+
+def permission_denied(request: HttpRequest, exception: Exception, template_name: str = "403.html") -> HttpResponse:
+    if wants_json(request):
+        return JsonResponse({"detail": "You do not have permission to perform this action."}, status=403)
+    return defaults.permission_denied(request, exception, template_name)
+
+
+def page_not_found(request: HttpRequest, exception: Exception, template_name: str = "404.html") -> HttpResponse:
+    if wants_json(request):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception, template_name)
+
+
+def server_error(request: HttpRequest, template_name: str = "500.html") -> HttpResponse:
+    if wants_json(request):
+        return JsonResponse({"detail": "Internal server error."}, status=500)
+    return defaults.server_error(request, template_name)
+
+
+# --- Routing helpers ------------------------------------------------------------------------------------
+
+# Paths whose documented form has no trailing slash (every other path is documented with one).
+NO_SLASH_CANONICAL = frozenset({"/healthz"})
+
+
+def slash_optional(route: str, view: Any, name: str) -> list:
+    """The same view at `route/` and `route` (no redirect: a redirected POST would lose its body)."""
+    from django.urls import path
+
+    base = route.rstrip("/")
+    return [path(f"{base}/", view, name=name), path(base, view, name=f"{name}-noslash")]
+
+
+def drop_duplicate_slash_forms(endpoints: list[tuple], **kwargs: Any) -> list[tuple]:
+    """drf-spectacular preprocessing hook: document each path once, in its canonical slash form."""
+    paths = {endpoint[0] for endpoint in endpoints}
+    kept = []
+    for endpoint in endpoints:
+        path_ = endpoint[0]
+        if path_.endswith("/") and path_.rstrip("/") in NO_SLASH_CANONICAL:
+            continue
+        if not path_.endswith("/") and f"{path_}/" in paths and path_ not in NO_SLASH_CANONICAL:
+            continue
+        kept.append(endpoint)
+    return kept
+
+
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """Catch-all for unknown /api/ paths: JSON 404 even with DEBUG on (Django's debug 404 is HTML)."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+api_not_found.csrf_exempt = True  # type: ignore[attr-defined]  # a 404 needs no CSRF check

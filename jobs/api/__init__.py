@@ -1,0 +1,1 @@
+"""The jobs REST API (CONTRACT.md's REST section): serializers, views and routes."""

@@ -1,0 +1,138 @@
+"""Serving a job's artifact files to the job's owner, with HTTP range requests for media players.
+
+Files live under MEDIA_ROOT/jobs/<job id>/; a request can never reach outside that folder (no `..`,
+no absolute paths, no symlinks out, no hidden or half-written `.partial` files).
+"""
+from __future__ import annotations
+
+import mimetypes
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+from django.conf import settings
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.generics import GenericAPIView
+from rest_framework.request import Request
+
+from config.api import AnyAcceptNegotiation
+from config.api_schema import error_responses
+from jobs.models import GenerationJob
+
+from .views import JOB_ID, JobObjectMixin
+
+CHUNK_BYTES = 64 * 1024
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+
+
+def job_media_dir(job_id: Any) -> Path:
+    return Path(settings.MEDIA_ROOT) / "jobs" / str(job_id)
+
+
+def resolve_artifact_path(job: GenerationJob, relative: str) -> Path:
+    """The file `relative` names inside the job's folder; Http404 for anything else."""
+    parts = [part for part in relative.replace("\\", "/").split("/") if part]
+    if not parts or "\x00" in relative or any(part.startswith(".") for part in parts):
+        raise Http404("no such artifact")
+    base = job_media_dir(job.pk).resolve()
+    try:
+        target = base.joinpath(*parts).resolve()
+    except (OSError, ValueError, RuntimeError):
+        raise Http404("no such artifact") from None
+    # resolve() follows symlinks, so this also stops a link pointing out of the folder.
+    if not target.is_relative_to(base) or not target.is_file():
+        raise Http404("no such artifact")
+    return target
+
+
+def artifact_content_type(job: GenerationJob, relative: str, path: Path) -> str:
+    """The type the pipeline recorded for this file, else a guess from its name."""
+    artifacts = (job.result or {}).get("artifacts") if isinstance(job.result, dict) else None
+    for item in artifacts or []:
+        if isinstance(item, dict) and item.get("path") == relative.strip("/") and item.get("content_type"):
+            return str(item["content_type"])
+    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
+    """(first, last) byte of a single `bytes=` range; None to ignore the header; False if unsatisfiable."""
+    match = _RANGE.match(header or "")
+    if not match or size == 0:  # an empty file has no byte to point at: send it whole
+        return None
+    first, last = match.groups()
+    if first == "" and last == "":
+        return None
+    if first == "":  # suffix range: the last N bytes
+        length = int(last)
+        if length == 0:
+            return False
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = size - 1 if last == "" else min(int(last), size - 1)
+    if last != "" and int(last) < start:
+        return None  # syntactically invalid: ignored, as RFC 9110 says
+    if start >= size:
+        return False
+    return start, end
+
+
+def _read_range(path: Path, start: int, length: int) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        remaining = length
+        while remaining > 0:
+            chunk = handle.read(min(CHUNK_BYTES, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk
+
+
+def serve_file(request: Request, path: Path, content_type: str) -> HttpResponse:
+    """200 with the whole file, 206 with one requested range, or 416 for a range past the end."""
+    size = path.stat().st_size
+    requested = parse_range(request.META.get("HTTP_RANGE", ""), size) if "HTTP_RANGE" in request.META else None
+    if requested is False:
+        response: HttpResponse = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+    elif requested is None:
+        response = FileResponse(open(path, "rb"), content_type=content_type)
+        response["Content-Length"] = str(size)
+    else:
+        start, end = requested
+        response = StreamingHttpResponse(_read_range(path, start, end - start + 1), status=206,
+                                         content_type=content_type)
+        response["Content-Length"] = str(end - start + 1)
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    response["Accept-Ranges"] = "bytes"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@extend_schema(
+    summary="Download one of a job's artifacts (supports Range requests)",
+    parameters=[
+        JOB_ID,
+        OpenApiParameter("path", OpenApiTypes.STR, OpenApiParameter.PATH,
+                         description="The artifact's path inside the job's folder, as in the job's result."),
+        OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+                         description="`bytes=first-last`, `bytes=first-` or `bytes=-suffix` (one range)."),
+    ],
+    responses={
+        (200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The whole file."),
+        (206, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
+        (416, "*/*"): OpenApiResponse(description="The range starts past the end of the file."),
+        **error_responses(401, 404),
+    },
+)
+class JobArtifactView(JobObjectMixin, GenericAPIView):
+    content_negotiation_class = AnyAcceptNegotiation
+    pagination_class = None
+
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        job = self.get_object()
+        relative = str(kwargs.get("path", ""))
+        path = resolve_artifact_path(job, relative)
+        return serve_file(request, path, artifact_content_type(job, relative, path))

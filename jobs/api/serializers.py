@@ -1,0 +1,119 @@
+"""Representations of jobs and events, and the input shapes of the jobs API.
+
+Serializers only describe and check shapes; creating or changing a job is the job service's work.
+"""
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from jobs import states
+from jobs.models import GenerationJob, JobEvent
+
+_ALLOWED_TYPES = ", ".join(states.JOB_TYPES)
+_ALLOWED_STATUSES = ", ".join(states.STATUSES)
+CANCELLED_CHOICES = (states.CANCELLED,)
+
+
+@extend_schema_field({
+    "type": "object",
+    "nullable": True,
+    "description": "null until the job completes; then its artifacts (URLs need the job's auth) and more.",
+    "properties": {
+        "artifacts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "kind": {"type": "string", "enum": ["video", "image", "audio", "scenes"]},
+                    "url": {"type": "string"},
+                    "bytes": {"type": "integer"},
+                    "content_type": {"type": "string"},
+                },
+                "required": ["kind", "url", "bytes", "content_type"],
+            },
+        },
+    },
+    "additionalProperties": True,
+})
+class JobResultField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True,
+                      "description": "The job's parameters, defaults filled in."})
+class JobParamsField(serializers.JSONField):
+    pass
+
+
+class JobSerializer(serializers.ModelSerializer):
+    """CONTRACT.md's Job resource, field for field."""
+
+    project_id = serializers.UUIDField(read_only=True)
+    current_stage = serializers.CharField(read_only=True)
+    error_message = serializers.CharField(read_only=True, allow_null=True)
+    celery_task_id = serializers.CharField(read_only=True)
+    params = JobParamsField(read_only=True)
+    result = JobResultField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = GenerationJob
+        fields = [
+            "id", "project_id", "job_type", "status", "progress", "current_stage", "error_message",
+            "celery_task_id", "params", "result", "attempts", "seq", "created_at", "started_at",
+            "completed_at", "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class JobCreateSerializer(serializers.Serializer):
+    """POST /api/jobs/ input; `params` are checked against the job type's schema by the job service."""
+
+    project_id = serializers.UUIDField(help_text="One of your projects.")
+    job_type = serializers.ChoiceField(
+        choices=states.JOB_TYPES,
+        error_messages={"invalid_choice": f'"{{input}}" is not a valid job type; allowed: {_ALLOWED_TYPES}.'},
+    )
+    params = serializers.DictField(
+        required=False, default=dict,
+        help_text="Options of the job type (see the pipeline's parameter schema); defaults apply to missing keys.",
+    )
+
+
+class JobListFilterSerializer(serializers.Serializer):
+    """Query parameters of GET /api/jobs/; bad values answer 400 naming the parameter."""
+
+    project_id = serializers.UUIDField(required=False, help_text="Only this project's jobs.")
+    status = serializers.ChoiceField(
+        choices=states.STATUSES, required=False,
+        error_messages={"invalid_choice": f'"{{input}}" is not a valid status; allowed: {_ALLOWED_STATUSES}.'},
+    )
+    job_type = serializers.ChoiceField(
+        choices=states.JOB_TYPES, required=False,
+        error_messages={"invalid_choice": f'"{{input}}" is not a valid job type; allowed: {_ALLOWED_TYPES}.'},
+    )
+
+
+class JobEventsQuerySerializer(serializers.Serializer):
+    after_seq = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=2**31 - 1,
+        help_text="Only events with a larger seq (resume after the last one you saw).",
+    )
+    limit = serializers.IntegerField(
+        required=False, default=1000, min_value=1, max_value=1000,
+        help_text="At most this many events; ask again with the last seq for more.",
+    )
+
+
+class JobEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JobEvent
+        fields = ["seq", "status", "progress", "stage", "message", "kind", "attempt", "created_at"]
+        read_only_fields = fields
+
+
+class JobCancelResponseSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=CANCELLED_CHOICES)
+    cancelled = serializers.BooleanField()
+    message = serializers.CharField()

@@ -1,0 +1,141 @@
+"""Thin views over the job service and selectors; domain errors are mapped in config/api.py."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import generics, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from config.api import JobCreateThrottle
+from config.api_schema import READ_ERRORS, WRITE_ERRORS, error_responses
+from jobs import selectors, services
+from jobs.exceptions import ProjectNotFound
+from jobs.models import GenerationJob
+from projects.selectors import project_get_for_user
+
+from .serializers import (
+    JobCancelResponseSerializer,
+    JobCreateSerializer,
+    JobEventSerializer,
+    JobEventsQuerySerializer,
+    JobListFilterSerializer,
+    JobSerializer,
+)
+
+JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
+LOCATION = OpenApiParameter("Location", OpenApiTypes.URI, OpenApiParameter.HEADER, response=[201],
+                            description="The new job's URL.")
+
+
+class JobObjectMixin:
+    """Resolve `job_id` through the owner-scoped selector: another user's job is simply not found."""
+
+    def get_object(self) -> GenerationJob:
+        job = selectors.job_get_for_user(job_id=self.kwargs["job_id"], user=self.request.user)
+        self.check_object_permissions(self.request, job)
+        return job
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="List your jobs, newest first",
+        parameters=[JobListFilterSerializer],
+        responses={200: JobSerializer(many=True), **error_responses(400, 401, 404)},
+    ),
+    post=extend_schema(
+        summary="Create a job (status queued)",
+        request=JobCreateSerializer,
+        parameters=[LOCATION],
+        responses={201: JobSerializer, **error_responses(*WRITE_ERRORS, 429)},
+    ),
+)
+class JobListCreateView(generics.ListCreateAPIView):
+    serializer_class = JobSerializer
+
+    def get_throttles(self) -> list:
+        # Only creation is limited; reading your jobs is cheap and polled by scripts.
+        return [JobCreateThrottle()] if self.request.method == "POST" else []
+
+    def get_queryset(self) -> QuerySet[GenerationJob]:
+        query = selectors.jobs_for_user(user=self.request.user)
+        filters = JobListFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        wanted = filters.validated_data
+        if "project_id" in wanted:
+            query = query.filter(project_id=wanted["project_id"])
+        if "status" in wanted:
+            query = query.filter(status=wanted["status"])
+        if "job_type" in wanted:
+            query = query.filter(job_type=wanted["job_type"])
+        return query
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = JobCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            project = project_get_for_user(project_id=data.validated_data["project_id"], user=request.user)
+        except ProjectNotFound:
+            raise serializers.ValidationError({"project_id": ["No project with this id among your projects."]})
+        job = services.job_create(
+            project=project, job_type=data.validated_data["job_type"], params=data.validated_data["params"]
+        )
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED,
+                        headers={"Location": f"/api/jobs/{job.pk}/"})
+
+
+@extend_schema(summary="One of your jobs", parameters=[JOB_ID],
+               responses={200: JobSerializer, **error_responses(*READ_ERRORS)})
+class JobDetailView(JobObjectMixin, generics.RetrieveAPIView):
+    serializer_class = JobSerializer
+
+
+@extend_schema(
+    summary="Cancel an unfinished job",
+    parameters=[JOB_ID],
+    request=None,
+    responses={200: JobCancelResponseSerializer, **error_responses(401, 403, 404, 409)},
+)
+class JobCancelView(JobObjectMixin, generics.GenericAPIView):
+    serializer_class = JobCancelResponseSerializer
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        job = services.job_cancel(job_id=self.get_object().pk)
+        body = {"id": job.pk, "status": job.status, "cancelled": True,
+                "message": "Job cancelled; a running task stops at its next checkpoint."}
+        return Response(JobCancelResponseSerializer(body).data)
+
+
+@extend_schema(
+    summary="Retry a failed or cancelled job as a new attempt",
+    parameters=[JOB_ID],
+    request=None,
+    responses={200: JobSerializer, **error_responses(401, 403, 404, 409)},
+)
+class JobRetryView(JobObjectMixin, generics.GenericAPIView):
+    serializer_class = JobSerializer
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        job = services.job_retry(job_id=self.get_object().pk)
+        return Response(JobSerializer(job).data)
+
+
+@extend_schema(
+    summary="A job's events in seq order",
+    parameters=[JOB_ID, JobEventsQuerySerializer],
+    responses={200: JobEventSerializer(many=True), **error_responses(400, *READ_ERRORS)},
+)
+class JobEventsView(JobObjectMixin, generics.ListAPIView):
+    serializer_class = JobEventSerializer
+    pagination_class = None  # resumable by after_seq instead of pages
+
+    def get_queryset(self) -> QuerySet:
+        job = self.get_object()  # first, so a foreign job is "not found" whatever the query says
+        query = JobEventsQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        limit = query.validated_data["limit"]
+        return selectors.job_events(job_id=job.pk, after_seq=query.validated_data["after_seq"])[:limit]
+
