@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django, websockets through realtime's routing."""
+"""ASGI entry point: HTTP through Django, websockets through realtime's auth and routing."""
 import os
 
 from django.core.asgi import get_asgi_application
@@ -6,6 +6,16 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
+# These need Django set up first.
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from realtime.middleware import WebsocketAuthMiddleware  # noqa: E402
+from realtime.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        # `?token=` clients skip the Origin check; session-cookie clients must come from an allowed Origin.
+        "websocket": WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns)),
+    }
+)

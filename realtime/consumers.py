@@ -1,0 +1,262 @@
+"""Websocket consumers for `/ws/jobs/<id>/` and `/ws/projects/<id>/` (CONTRACT.md "WebSockets").
+
+Thin: authorisation and reads go through the selectors in small database_sync_to_async helpers, and the
+consumers never write. Ordering: channels hands a consumer one message at a time, so while a `resume`
+replay (or a gap fill) reads the database, live group messages wait in the channel layer; afterwards each
+live message whose seq the client already has is dropped. A live message that skips seqs (the channel layer
+dropped one, or two processes published one job's events out of order) is preceded by the missing events
+from JobEvent, so a client sees every seq exactly once, in order.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from jobs import selectors as job_selectors
+from jobs.exceptions import JobNotFound, ProjectNotFound
+from jobs.models import GenerationJob, JobEvent
+
+from . import events
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+SEQ_MAX = 2**31 - 1  # JobEvent.seq is a PositiveIntegerField
+REPLAY_BATCH = 500
+PROJECT_SNAPSHOT_LIMIT = 100  # the newest jobs of a project sent on connect (as the REST page size)
+
+HELP = 'send "ping", "refresh", or JSON {"type": "ping"|"refresh"|"resume", "after_seq": N}'
+
+
+# --- database helpers (the only ORM access) ------------------------------------------------------------
+
+@database_sync_to_async
+def _owned_job(job_id: Any, user: Any) -> GenerationJob | None:
+    try:
+        return job_selectors.job_get_for_user(job_id=job_id, user=user)
+    except JobNotFound:
+        return None
+
+
+@database_sync_to_async
+def _owned_project_id(project_id: Any, user: Any) -> str | None:
+    from projects.selectors import project_get_for_user
+
+    try:
+        return str(project_get_for_user(project_id=project_id, user=user).pk)
+    except ProjectNotFound:
+        return None
+
+
+@database_sync_to_async
+def _job_snapshots(job_ids: list[str]) -> list[dict[str, Any]]:
+    return [events.snapshot_message(job) for job in GenerationJob.objects.filter(pk__in=job_ids)]
+
+
+@database_sync_to_async
+def _project_snapshots(project_id: str) -> list[dict[str, Any]]:
+    jobs = job_selectors.jobs_for_project(project_id=project_id)[:PROJECT_SNAPSHOT_LIMIT]
+    return [events.snapshot_message(job) for job in jobs]
+
+
+@database_sync_to_async
+def _project_job(project_id: str, job_id: Any) -> str | None:
+    if not job_selectors._valid_uuid(job_id):
+        return None
+    found = job_selectors.jobs_for_project(project_id=project_id).filter(pk=job_id).values_list("pk", flat=True).first()
+    return str(found) if found else None
+
+
+@database_sync_to_async
+def _replay_batch(job_id: str, after_seq: int, before_seq: int | None) -> list[dict[str, Any]]:
+    """Up to REPLAY_BATCH of the job's events after `after_seq` (and before `before_seq`), as messages."""
+    job = GenerationJob.objects.filter(pk=job_id).first()
+    if job is None:
+        return []
+    query = job_selectors.job_events(job_id=job_id, after_seq=after_seq)
+    if before_seq is not None:
+        query = query.filter(seq__lt=before_seq)
+    batch: list[JobEvent] = list(query[:REPLAY_BATCH])
+    return [events.replay_message(event, job) for event in batch]
+
+
+# --- consumers -----------------------------------------------------------------------------------------
+
+class JobStatusConsumer(AsyncJsonWebsocketConsumer):
+    """Shared protocol: auth and ownership, snapshot, ping/refresh/resume, in-order de-duplicated pushes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.groups = []  # joined after the ownership check; channels leaves them on disconnect
+        self.last_seq: dict[str, int] = {}  # per job: the highest seq this client was sent
+
+    # hooks for the two streams
+    async def authorize(self, user: Any) -> list[str] | None:
+        """Group names to join, or None when the target is unknown or not the user's."""
+        raise NotImplementedError
+
+    async def snapshots(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def resume_job_id(self, content: dict[str, Any]) -> str | None:
+        """The job a `resume` is about (sends an error and returns None when it cannot tell)."""
+        raise NotImplementedError
+
+    # connection
+    async def connect(self) -> None:
+        # Accept first: a close before accepting reaches the client as a bare HTTP 403, not our code.
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        groups = await self.authorize(user)
+        if groups is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        # Join before reading the snapshot: an event committed in between arrives live and is de-duplicated.
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups = groups
+        await self.send_snapshots()
+
+    async def send_snapshots(self) -> None:
+        for message in await self.snapshots():
+            await self.send_json(message)
+            self.last_seq[message["job_id"]] = max(self.last_seq.get(message["job_id"], 0), message["seq"])
+
+    # client messages
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if text_data is None:
+            await self.send_error("binary frames are not supported; " + HELP)
+            return
+        if len(text_data.encode("utf-8", "surrogatepass")) > events.MAX_CLIENT_FRAME_BYTES:
+            await self.send_error(f"message too large (limit {events.MAX_CLIENT_FRAME_BYTES} bytes)")
+            return
+        word = text_data.strip()
+        if word == "ping":
+            await self.send(text_data="pong")
+            return
+        if word == "refresh":
+            await self.send_snapshots()
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self.send_error("malformed message: not JSON; " + HELP)
+            return
+        if not isinstance(content, dict):
+            await self.send_error("malformed message: expected a JSON object; " + HELP)
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+        kind = content.get("type")
+        if kind == "ping":
+            await self.send_json(events.pong_message())
+        elif kind == "refresh":
+            await self.send_snapshots()
+        elif kind == "resume":
+            await self.handle_resume(content)
+        elif isinstance(kind, str):
+            await self.send_error(f"unknown message type {kind[:40]!r}; " + HELP)
+        else:
+            await self.send_error('malformed message: "type" must be a string; ' + HELP)
+
+    async def handle_resume(self, content: dict[str, Any]) -> None:
+        after_seq = content.get("after_seq")
+        # bool is an int subclass; "true" is not a seq.
+        if isinstance(after_seq, bool) or not isinstance(after_seq, int) or not 0 <= after_seq <= SEQ_MAX:
+            await self.send_error('resume needs "after_seq": an integer >= 0')
+            return
+        job_id = await self.resume_job_id(content)
+        if job_id is None:
+            return
+        last = await self.replay(job_id, after_seq)
+        if last is not None:
+            self.last_seq[job_id] = max(self.last_seq.get(job_id, 0), last)
+
+    async def replay(self, job_id: str, after_seq: int, before_seq: int | None = None) -> int | None:
+        """Send the job's recorded events after `after_seq` (before `before_seq`); the last seq sent."""
+        last: int | None = None
+        while True:
+            batch = await _replay_batch(job_id, after_seq, before_seq)
+            for message in batch:
+                await self.send_json(message)
+                last = after_seq = message["seq"]
+            if len(batch) < REPLAY_BATCH:
+                return last
+
+    # channel-layer events
+    async def job_status(self, event: dict[str, Any]) -> None:
+        """A live `job.status` push: drop what the client has, fill a gap from the database, send."""
+        message = event.get("payload") or {}
+        job_id, seq = message.get("job_id"), message.get("seq")
+        if not isinstance(job_id, str) or not isinstance(seq, int):
+            return
+        last = self.last_seq.get(job_id)
+        if last is not None:
+            if seq <= last:
+                return
+            if seq > last + 1:
+                await self.replay(job_id, last, before_seq=seq)
+        await self.send_json(message)
+        self.last_seq[job_id] = seq
+
+    async def send_error(self, text: str) -> None:
+        await self.send_json(events.error_message(text))
+
+
+class JobConsumer(JobStatusConsumer):
+    """`/ws/jobs/<job_id>/`: one job's status messages."""
+
+    job_id: str
+
+    async def authorize(self, user: Any) -> list[str] | None:
+        job = await _owned_job(self.scope["url_route"]["kwargs"].get("job_id"), user)
+        if job is None:
+            return None
+        self.job_id = str(job.pk)
+        return [events.job_group_name(self.job_id)]
+
+    async def snapshots(self) -> list[dict[str, Any]]:
+        return await _job_snapshots([self.job_id])
+
+    async def resume_job_id(self, content: dict[str, Any]) -> str | None:
+        given = content.get("job_id")
+        if given is not None and str(given) != self.job_id:
+            await self.send_error("job_id does not match this stream's job")
+            return None
+        return self.job_id
+
+
+class ProjectConsumer(JobStatusConsumer):
+    """`/ws/projects/<project_id>/`: the status messages of every job of one project.
+
+    On connect (and on refresh) it sends one snapshot per job, newest first, for the project's newest
+    PROJECT_SNAPSHOT_LIMIT jobs. `resume` needs a `job_id` here, since seq numbers are per job.
+    """
+
+    project_id: str
+
+    async def authorize(self, user: Any) -> list[str] | None:
+        project_id = await _owned_project_id(self.scope["url_route"]["kwargs"].get("project_id"), user)
+        if project_id is None:
+            return None
+        self.project_id = project_id
+        return [events.project_group_name(project_id)]
+
+    async def snapshots(self) -> list[dict[str, Any]]:
+        return await _project_snapshots(self.project_id)
+
+    async def resume_job_id(self, content: dict[str, Any]) -> str | None:
+        given = content.get("job_id")
+        if not isinstance(given, str):
+            await self.send_error('resume on a project stream needs "job_id" (seq numbers are per job)')
+            return None
+        job_id = await _project_job(self.project_id, given)
+        if job_id is None:
+            await self.send_error("unknown job for this project")
+        return job_id

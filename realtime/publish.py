@@ -1,0 +1,267 @@
+"""The only code that talks to the channel layer: pushes committed job events to their groups.
+
+jobs/listeners.py calls `on_event_committed` after each job change commits, in web and worker processes
+alike. It must be cheap and never raise, so it only enqueues; a sender drains the queue in order (so one
+job's events leave a process in seq order) and sends each message to `job_<id>` and `project_<id>`.
+
+Where the sender runs:
+- called from a running event loop, or from a sync_to_async thread of one (daphne, async tests): a drain
+  task on that loop, reusing the loop's channel-layer connections;
+- otherwise (Celery workers, management commands): one background thread per process with its own loop
+  and a persistent channel layer. `async_to_sync(group_send)` would build a loop and a Redis connection per
+  call (~5 ms); this costs a queue put. `flush()` waits (bounded) for the queue to drain; it runs after every
+  Celery task and at exit, so a worker child that exits right after its task does not lose the final event.
+
+A failed send is logged and counted (`stats()`); clients recover through the snapshot and `resume`.
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import threading
+import weakref
+from collections import deque
+from typing import Any
+
+from asgiref.sync import SyncToAsync
+
+from jobs.listeners import CommittedEvent
+
+from . import events
+
+logger = logging.getLogger(__name__)
+
+FLUSH_TIMEOUT_S = 5.0  # the bounded wait at task end / exit; a healthy Redis answers in milliseconds
+SEND_TIMEOUT_S = 5.0  # one group_send; past this Redis is considered unavailable for that message
+
+# Counters the metrics endpoint exposes (plain ints: increments happen on one sender thread/loop each).
+published_total = 0
+failed_total = 0
+dropped_total = 0  # messages given up on by flush() at process exit
+
+
+def stats() -> dict[str, int]:
+    """Counters for metrics and tests."""
+    return {"published": published_total, "failed": failed_total, "dropped": dropped_total, "pending": pending()}
+
+
+def _channel_layer() -> Any:
+    from channels.layers import get_channel_layer
+
+    return get_channel_layer()
+
+
+async def send_status(job_id: str, project_id: str, message: dict[str, Any]) -> bool:
+    """group_send one status message to the job's and the project's group; False (logged) on failure."""
+    global published_total, failed_total
+    layer = _channel_layer()
+    if layer is None:
+        return False
+    payload = events.group_event(message)
+    ok = True
+    for group in (events.job_group_name(job_id), events.project_group_name(project_id)):
+        try:
+            await asyncio.wait_for(layer.group_send(group, payload), SEND_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - Redis down, timeout, serialisation: never into the caller
+            ok = False
+            failed_total += 1
+            logger.warning("realtime: group_send to %s failed: %r", group, exc,
+                           extra={"job_id": job_id, "seq": message.get("seq")})
+    if ok:
+        published_total += 1
+    return ok
+
+
+class _Pending:
+    """How many messages were handed over and not yet sent, across senders (for flush())."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.cond = threading.Condition()
+
+    def add(self) -> None:
+        with self.cond:
+            self.count += 1
+
+    def done(self) -> None:
+        with self.cond:
+            self.count -= 1
+            if self.count <= 0:
+                self.count = 0
+                self.cond.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: self.count == 0, timeout)
+
+
+_pending = _Pending()
+
+
+def pending() -> int:
+    return _pending.count
+
+
+class _LoopSender:
+    """Sends queued messages one at a time on one event loop (one drain task, so order is kept)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pending: _Pending | None = None) -> None:
+        self.loop = loop
+        self.pending = pending  # counted only for the thread sender, which flush() waits for
+        self.queue: deque[tuple[str, str, dict[str, Any]]] = deque()
+        self.wakeup: asyncio.Event | None = None
+        self.task: asyncio.Task | None = None
+
+    def submit(self, item: tuple[str, str, dict[str, Any]]) -> None:
+        """Thread-safe: hand one message to the loop."""
+        if self.pending is not None:
+            self.pending.add()
+        try:
+            self.loop.call_soon_threadsafe(self._enqueue, item)
+        except RuntimeError:  # the loop closed under us
+            if self.pending is not None:
+                self.pending.done()
+            raise
+
+    def _enqueue(self, item: tuple[str, str, dict[str, Any]]) -> None:
+        self.queue.append(item)
+        if self.task is None or self.task.done():
+            self.wakeup = asyncio.Event()
+            self.task = self.loop.create_task(self._drain())
+        assert self.wakeup is not None
+        self.wakeup.set()
+
+    async def _drain(self) -> None:
+        assert self.wakeup is not None
+        while True:
+            while self.queue:
+                job_id, project_id, message = self.queue.popleft()
+                try:
+                    await send_status(job_id, project_id, message)
+                finally:
+                    if self.pending is not None:
+                        self.pending.done()
+            self.wakeup.clear()
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), 60.0)
+            except asyncio.TimeoutError:
+                if not self.queue:
+                    return  # idle: the next submit starts a new drain task
+
+
+class _ThreadSender:
+    """A daemon thread running its own loop with one _LoopSender (sync processes: Celery workers)."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.sender: _LoopSender | None = None
+        self.thread = threading.Thread(target=self._run, name="realtime-publisher", daemon=True)
+        self.thread.start()
+        self.ready.wait(5.0)
+
+    def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.sender = _LoopSender(self.loop, _pending)
+        self.ready.set()
+        self.loop.run_forever()
+
+    def submit(self, item: tuple[str, str, dict[str, Any]]) -> None:
+        if self.sender is None:
+            raise RuntimeError("realtime publisher thread did not start")
+        self.sender.submit(item)
+
+
+_lock = threading.Lock()
+_thread_sender: _ThreadSender | None = None
+_loop_senders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSender] = weakref.WeakKeyDictionary()
+
+
+def _caller_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop this call belongs to: the running one, or the one a sync_to_async thread serves."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    if getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None) == os.getpid():
+        loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+        if loop is not None and loop.is_running():
+            return loop
+    return None
+
+
+def _sender_for_caller() -> _LoopSender | _ThreadSender:
+    global _thread_sender
+    loop = _caller_loop()
+    with _lock:
+        if loop is not None:
+            sender = _loop_senders.get(loop)
+            if sender is None:
+                sender = _loop_senders[loop] = _LoopSender(loop)
+            return sender
+        if _thread_sender is None or not _thread_sender.thread.is_alive():
+            _thread_sender = _ThreadSender()
+        return _thread_sender
+
+
+def publish_status(*, job_id: str, project_id: str, message: dict[str, Any]) -> None:
+    """Queue one status message for the job's and project's groups; never raises."""
+    global failed_total
+    try:
+        _sender_for_caller().submit((str(job_id), str(project_id), message))
+    except Exception:  # noqa: BLE001 - the caller has committed; a push failure must not reach it
+        failed_total += 1
+        logger.exception("realtime: could not queue the push of job %s", job_id)
+
+
+def on_event_committed(event: CommittedEvent) -> None:
+    """jobs.listeners hook: push a committed event to everyone watching the job or its project."""
+    publish_status(job_id=event.job_id, project_id=event.project_id, message=event.as_message())
+
+
+def flush(timeout: float = FLUSH_TIMEOUT_S) -> bool:
+    """Wait up to `timeout` seconds until every queued message was sent (or failed); True if drained.
+
+    Covers the background thread sender (sync processes); messages scheduled on a running loop are that
+    loop's business, and waiting here from the loop's own thread could only block it.
+    """
+    if _pending.count == 0:
+        return True
+    if _caller_loop() is not None:
+        return False
+    return _pending.wait(timeout)
+
+
+def _flush_at_exit() -> None:
+    global dropped_total
+    if _pending.count and not _pending.wait(FLUSH_TIMEOUT_S):
+        dropped_total += _pending.count
+        logger.warning("realtime: %s job event(s) not pushed before exit", _pending.count)
+
+
+def _reset_after_fork() -> None:
+    """A forked child (Celery prefork) inherits no threads: start from scratch there."""
+    global _thread_sender, _pending, _lock, _loop_senders
+    _thread_sender = None
+    _pending = _Pending()
+    _lock = threading.Lock()
+    _loop_senders = weakref.WeakKeyDictionary()
+
+
+def _flush_after_task(**_: Any) -> None:
+    flush()
+
+
+atexit.register(_flush_at_exit)
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+try:  # Celery is a dependency, but keep this module importable without it.
+    from celery.signals import task_postrun, worker_process_shutdown
+
+    task_postrun.connect(_flush_after_task, weak=False, dispatch_uid="realtime.publish.flush_after_task")
+    worker_process_shutdown.connect(_flush_after_task, weak=False, dispatch_uid="realtime.publish.flush_at_shutdown")
+except ImportError:  # pragma: no cover
+    pass
