@@ -1,0 +1,112 @@
+"""Maintenance: every job reaches a terminal state, and old task results go away.
+
+`reap_jobs` runs from a periodic task on the `maintenance` queue. It holds a Redis lock for its run, so two
+beat processes (or two slow runs) never reap at once; every action is also a conditional, attempt-checked
+service call, so even an unlocked second run could not requeue a job twice.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from . import leases, services, states
+from .conf import job_settings
+from .models import GenerationJob
+
+logger = logging.getLogger(__name__)
+
+# A job that was never dispatched (broker down at create) waits at least this long, so the reaper does
+# not race the on-commit dispatch of a job created a moment ago.
+UNDISPATCHED_GRACE_S = 5.0
+
+
+@dataclass
+class ReapReport:
+    ran: bool = True
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    redispatched: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"ran": self.ran, "requeued": self.requeued, "failed": self.failed, "redispatched": self.redispatched}
+
+
+def job_record_lost_worker(*, job_id: str, attempt: int, reason: str) -> str | None:
+    """Count a lost worker for this attempt: requeue as a new attempt, or fail after MAX_ATTEMPTS.
+
+    Returns "requeued", "failed" or None when the attempt had already moved on (someone else counted it).
+    """
+    conf = job_settings()
+    job = services.job_get(job_id=job_id)
+    if job.attempts != attempt or job.status != states.PROCESSING:
+        return None
+    lost = job.lost_count + 1
+    if lost >= conf.MAX_ATTEMPTS:
+        done = services.job_fail(job_id=job_id, error_message=f"worker lost {lost} times", attempt=attempt)
+        outcome = "failed"
+    else:
+        done = services.job_requeue(job_id=job_id, reason=f"{reason}; worker lost {lost} of {conf.MAX_ATTEMPTS} times",
+                                    attempt=attempt)
+        outcome = "requeued"
+    if done is None:
+        return None
+    logger.warning("job %s: %s (%s, lost %s times)", job_id, outcome, reason, lost,
+                   extra={"job_id": str(job_id), "attempt": attempt, "lost_count": lost})
+    return outcome
+
+
+def reap_jobs() -> ReapReport:
+    """Requeue (or fail) processing jobs whose lease went stale; dispatch queued jobs that have no task."""
+    from .dispatch import dispatch_job
+
+    conf = job_settings()
+    with leases.exclusive("reaper", ttl_s=max(60.0, conf.REAPER_INTERVAL_S * 4)) as acquired:
+        if not acquired:
+            logger.info("reaper: another run holds the lock; skipping")
+            return ReapReport(ran=False)
+        report = ReapReport()
+        now = timezone.now()
+        stale_before = now - timedelta(seconds=conf.STALE_AFTER_S)
+        stale = GenerationJob.objects.filter(status=states.PROCESSING).filter(
+            Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)
+        ).values_list("pk", "attempts", "heartbeat_at")
+        for job_id, attempt, heartbeat_at in stale:
+            # A stage waiting out a retry backoff keeps a live lease without heartbeating the row.
+            if leases.live_holders(job_id, attempt):
+                continue
+            quiet_s = (now - heartbeat_at).total_seconds() if heartbeat_at else conf.STALE_AFTER_S
+            outcome = job_record_lost_worker(job_id=str(job_id), attempt=attempt,
+                                             reason=f"no heartbeat for {quiet_s:.0f} s")
+            if outcome == "requeued":
+                report.requeued.append(str(job_id))
+            elif outcome == "failed":
+                report.failed.append(str(job_id))
+
+        grace = min(UNDISPATCHED_GRACE_S, conf.QUEUED_REDISPATCH_AFTER_S)
+        waiting = GenerationJob.objects.filter(status=states.QUEUED).filter(
+            Q(dispatched_at__isnull=True, queued_at__lt=now - timedelta(seconds=grace))
+            | Q(dispatched_at__lt=now - timedelta(seconds=conf.QUEUED_REDISPATCH_AFTER_S))
+        ).values_list("pk", "job_type", "attempts")
+        for job_id, job_type, attempt in waiting:
+            if dispatch_job(job_id=str(job_id), job_type=job_type, attempt=attempt):
+                report.redispatched.append(str(job_id))
+    if report.requeued or report.failed or report.redispatched:
+        logger.info("reaper: %s", report.as_dict())
+    return report
+
+
+def cleanup_task_results() -> int:
+    """Delete django-celery-results rows older than CELERY_RESULT_EXPIRES; returns how many went."""
+    from django_celery_results.models import GroupResult, TaskResult
+
+    cutoff = timezone.now() - timedelta(seconds=int(getattr(settings, "CELERY_RESULT_EXPIRES", 3600)))
+    deleted, _ = TaskResult.objects.filter(date_done__lt=cutoff).delete()
+    groups, _ = GroupResult.objects.filter(date_done__lt=cutoff).delete()
+    if deleted or groups:
+        logger.info("deleted %s task results and %s group results older than %s", deleted, groups, cutoff)
+    return deleted

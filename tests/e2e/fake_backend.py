@@ -1,0 +1,83 @@
+"""A Stable Diffusion-compatible HTTP server for worker tests, whose behaviour each prompt chooses.
+
+The pipeline sends every scene's text as the prompt, so a test script picks the failure it wants:
+`[slow:S]` answers after S seconds, `[flaky:N]` answers 503 N times then succeeds, `[down]` always 503,
+`[perm]` 400, `[hang]` sleeps far longer than any test. Real HTTP, real pipeline error mapping.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from PIL import Image
+
+
+def _png(width: int, height: int) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (40, 90, 160)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+class FakeBackend:
+    def __init__(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                return None
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                payload = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                status, body = backend.answer(payload)
+                data = json.dumps(body).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client (a terminated worker) went away
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> FakeBackend:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def count(self, marker: str) -> int:
+        """Requests whose prompt contained `marker`."""
+        with self.lock:
+            return sum(n for prompt, n in self.requests.items() if marker in prompt)
+
+    def answer(self, payload: dict) -> tuple[int, dict]:
+        prompt = str(payload.get("prompt", ""))
+        with self.lock:
+            self.requests[prompt] += 1
+            seen = self.requests[prompt]
+        if match := re.search(r"\[slow:([\d.]+)\]", prompt):
+            time.sleep(float(match.group(1)))
+        if "[hang]" in prompt:
+            time.sleep(120)
+        if "[perm]" in prompt:
+            return 400, {"error": "bad prompt"}
+        if "[down]" in prompt:
+            return 503, {"error": "overloaded"}
+        if (match := re.search(r"\[flaky:(\d+)\]", prompt)) and seen <= int(match.group(1)):
+            return 503, {"error": "warming up"}
+        return 200, {"images": [_png(int(payload.get("width", 64)), int(payload.get("height", 64)))]}

@@ -1,0 +1,107 @@
+"""Jobs run by real Celery worker processes: completion, retries, permanent errors, time limits, cancel."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from jobs import leases, services, states
+from jobs.models import GenerationJob, JobEvent
+from tests.e2e.fake_backend import FakeBackend
+from tests.factories import make_project, make_user
+from tests.processes import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+# Short limits for the worker processes (and, via the `short_limits` fixture, for this process, which
+# dispatches on commit and so picks the time limits and the cancel grace period).
+LIMITS = {
+    "JOBS_HEARTBEAT_INTERVAL_S": "1",
+    "JOBS_STALE_AFTER_S": "5",
+    "JOBS_REAPER_INTERVAL_S": "2",
+    "JOBS_CANCEL_GRACE_S": "3",
+    "JOBS_RETRY_BACKOFF_S": "0.2",
+    "JOBS_RETRY_BACKOFF_MAX_S": "1",
+    "JOBS_RETRY_MAX": "3",
+}
+SMALL = {"width": 320, "height": 180}
+PARAMS = {"image_generation": SMALL, "audio_generation": {}, "full_video": {**SMALL, "fps": 10}}
+
+
+def script(*texts: str) -> str:
+    return "\n\n".join(f"# Scene {n}\n{text}" for n, text in enumerate(texts, start=1)) + "\n"
+
+
+@pytest.fixture(scope="module")
+def backend():
+    server = FakeBackend().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def short_limits(settings):
+    settings.JOBS = {**settings.JOBS, "CANCEL_GRACE_S": 3.0, "RETRY_MAX": 3, "STALE_AFTER_S": 5.0}
+    return settings
+
+
+def create_job(job_type: str, text: str | tuple[str, ...] = ("A calm sea.", "Boats come home."),
+               **params: object) -> GenerationJob:
+    texts = (text,) if isinstance(text, str) else text
+    project = make_project(owner=make_user(), script=script(*texts))
+    return services.job_create(project=project, job_type=job_type, params={**PARAMS[job_type], **params})
+
+
+def wait_status(job: GenerationJob, wanted: set[str] | str, timeout: float = 60.0) -> GenerationJob:
+    wanted = {wanted} if isinstance(wanted, str) else wanted
+    return wait_until(lambda: (j := GenerationJob.objects.get(pk=job.pk)).status in wanted and j, timeout,
+                      message=f"job {job.pk} to become {wanted}")
+
+
+def events(job: GenerationJob) -> list[JobEvent]:
+    return list(JobEvent.objects.filter(job=job).order_by("seq"))
+
+
+def worker_log_has(processes, name: str, text: str) -> bool:
+    return text in processes.log(name)
+
+
+@pytest.mark.parametrize("job_type", ["image_generation", "audio_generation", "full_video"])
+def test_worker_jobs__each_type_completes_with_artifacts_and_progress(processes, short_limits, job_type):
+    processes.start_worker(concurrency=2, **LIMITS)
+    job = create_job(job_type)
+    assert GenerationJob.objects.get(pk=job.pk).celery_task_id  # dispatched on commit
+
+    done = wait_status(job, states.TERMINAL, timeout=90)
+
+    assert done.status == states.COMPLETED, (done.error_message, processes.log("worker")[-3000:])
+    kinds = {a["kind"] for a in done.result["artifacts"]}
+    expected = {"image_generation": {"scenes", "image"}, "audio_generation": {"scenes", "audio"},
+                "full_video": {"scenes", "image", "audio", "video"}}[job_type]
+    assert kinds == expected
+    for artifact in done.result["artifacts"]:
+        assert artifact["url"].startswith(f"/api/jobs/{job.pk}/artifacts/")
+        assert artifact["bytes"] > 0 and artifact["content_type"]
+    history = events(done)
+    progress = [e.progress for e in history]
+    assert progress[0] == 0.0 and progress[-1] == 100.0
+    assert progress == sorted(progress), progress  # never down within the attempt
+    assert any(0 < p < 100 for p in progress), progress
+    assert [e.status for e in history if e.kind == "status"] == ["queued", "processing", "completed"]
+    assert [e.seq for e in history] == list(range(1, len(history) + 1))
+
+    # A redelivered copy of the first task, for the finished job, changes nothing.
+    from jobs import tasks
+
+    before = GenerationJob.objects.get(pk=job.pk)
+    tasks.parse_script_task.apply_async((str(job.pk), before.attempts), task_id=before.celery_task_id,
+                                        queue="maintenance")
+    wait_until(lambda: worker_log_has(processes, "worker", f"signal=task_postrun task=jobs.tasks.parse_script_task "
+                                                           f"task_id={before.celery_task_id}") and
+               processes.log("worker").count(f"task_id={before.celery_task_id}") >= 5, 20,
+               message="the redelivered task to run")
+    after = GenerationJob.objects.get(pk=job.pk)
+    assert (after.status, after.seq, after.updated_at, after.result) == (
+        before.status, before.seq, before.updated_at, before.result)
