@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from .env import env_bool, env_float, env_int, env_list, env_str, redis_db_of, redis_url_with_db
 
@@ -176,6 +177,26 @@ CELERY_TASK_DEFAULT_QUEUE = "maintenance"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE
+# --- Celery task system: queues, routes, publishing ---
+# One queue per kind of work so each can get its own workers; `maintenance` carries our periodic tasks.
+JOB_QUEUES = ("video_generation", "image_generation", "audio_generation", "maintenance")
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in JOB_QUEUES]
+CELERY_TASK_ROUTES = {
+    "jobs.tasks.parse_script_task": {"queue": "video_generation"},  # image/audio jobs override per job type
+    "jobs.tasks.generate_images_task": {"queue": "image_generation"},
+    "jobs.tasks.generate_narration_task": {"queue": "audio_generation"},
+    "jobs.tasks.assemble_video_task": {"queue": "video_generation"},
+    "jobs.tasks.reap_jobs_task": {"queue": "maintenance"},
+    "jobs.tasks.cleanup_results_task": {"queue": "maintenance"},
+    "jobs.tasks.terminate_cancelled_job_task": {"queue": "maintenance"},
+}
+# Publishing happens inside an API request (on commit): fail fast when the broker is down, the reaper
+# dispatches the still-queued job later.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0)
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BROKER_TRANSPORT_OPTIONS.setdefault("socket_connect_timeout", 2)
+CELERY_RESULT_EXTENDED = True
+CELERY_TASK_SEND_SENT_EVENT = False
 
 # --- The job system's own settings (typed accessors in jobs/conf.py) ---------------------------------
 JOBS = {
