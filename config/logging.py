@@ -1,10 +1,23 @@
-"""JSON log formatting: one object per line, with any `extra={...}` fields (job_id, task_id, …) kept."""
+"""Logging helpers: JSON lines (LOG_FORMAT=json) and the job/task context added to every record.
+
+`JobContextFilter` (on the console handler, see settings.LOGGING) stamps `job_id` and `task_id` onto each
+record logged while a job is being handled: inside `job_context(...)`, or inside any Celery task whose
+arguments name a `job_id` (set by the task_prerun/task_postrun signals connected below). Explicit
+`extra={"job_id": …}` on a call wins.
+"""
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterator
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+_job_id: ContextVar[str | None] = ContextVar("log_job_id", default=None)
+_task_id: ContextVar[str | None] = ContextVar("log_task_id", default=None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,3 +34,74 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return json.dumps(payload)
+
+
+class JobContextFilter(logging.Filter):
+    """Adds the current job_id / task_id (when there is one) to records that do not carry them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        job_id, task_id = _job_id.get(), _task_id.get()
+        if job_id is not None and getattr(record, "job_id", None) is None:
+            record.job_id = job_id
+        if task_id is not None and getattr(record, "task_id", None) is None:
+            record.task_id = task_id
+        return True
+
+
+@contextmanager
+def job_context(*, job_id: object = None, task_id: object = None) -> Iterator[None]:
+    """Within the block, every log line carries this job_id / task_id."""
+    tokens = bind_job_context(job_id=job_id, task_id=task_id)
+    try:
+        yield
+    finally:
+        unbind_job_context(tokens)
+
+
+def bind_job_context(*, job_id: object = None, task_id: object = None) -> tuple[Any, Any]:
+    return (_job_id.set(str(job_id)) if job_id is not None else None,
+            _task_id.set(str(task_id)) if task_id is not None else None)
+
+
+def unbind_job_context(tokens: tuple[Any, Any]) -> None:
+    for var, token in zip((_job_id, _task_id), tokens):
+        if token is not None:
+            var.reset(token)
+
+
+def _job_id_of_call(task: Any, args: Any, kwargs: Any) -> object:
+    """The `job_id` argument of a task call, by parameter name (None when the task takes none)."""
+    if kwargs and "job_id" in kwargs:
+        return kwargs["job_id"]
+    try:
+        return inspect.signature(task.run).bind_partial(*(args or ()), **(kwargs or {})).arguments.get("job_id")
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _connect_celery_signals() -> None:
+    try:
+        from celery.signals import task_postrun, task_prerun
+    except ImportError:  # pragma: no cover - celery is a runtime requirement
+        return
+    bound: dict[str, tuple[Any, Any]] = {}
+
+    @task_prerun.connect(weak=False)
+    def _bind(task_id: str | None = None, task: Any = None, args: Any = None, kwargs: Any = None, **_: Any) -> None:
+        try:
+            bound[str(task_id)] = bind_job_context(job_id=_job_id_of_call(task, args, kwargs), task_id=task_id)
+        except Exception:  # logging context must never stop a task
+            pass
+
+    @task_postrun.connect(weak=False)
+    def _unbind(task_id: str | None = None, **_: Any) -> None:
+        tokens = bound.pop(str(task_id), None)
+        if tokens is not None:
+            try:
+                unbind_job_context(tokens)
+            except ValueError:  # reset from another context (a thread pool): clear instead
+                _job_id.set(None)
+                _task_id.set(None)
+
+
+_connect_celery_signals()

@@ -294,10 +294,22 @@ LOGGING = {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "config.logging.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    # job_context adds job_id / task_id to every line logged while a job or task is being handled.
+    "filters": {"job_context": {"()": "config.logging.JobContextFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["job_context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
     },
 }
+
+# --- Metrics (/metrics, jobs/metrics.py) ---------------------------------------------------------------
+# A scraper without a staff session sends `Authorization: Bearer $METRICS_TOKEN` (unset: staff only).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# Web, workers and their pool children each write their metrics here and /metrics sums the files, so every
+# process of one machine must share it. Empty it only when the deployment starts (`manage.py metrics reset`).
+# "off" keeps metrics per process (then only what the serving web process recorded is visible).
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus"))
+if PROMETHEUS_MULTIPROC_DIR.lower() in ("off", "0", "false", "none"):
+    PROMETHEUS_MULTIPROC_DIR = ""

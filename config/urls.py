@@ -8,6 +8,7 @@ from config.api_views import ObtainTokenView
 from config.health import HealthView
 
 from jobs import views as job_views
+from jobs.views_metrics import metrics_view
 from projects import views as project_views
 
 urlpatterns = [
@@ -20,6 +21,7 @@ urlpatterns = [
     *api.slash_optional("healthz", HealthView.as_view(), "healthz"),
     re_path(r"^api(?:/.*)?$", api.api_not_found),
     # --- end API ---
+    re_path(r"^metrics/?$", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     # --- pages ---
