@@ -1,0 +1,240 @@
+"""Stage 2: one PNG per scene, drawn deterministically with Pillow (or fetched from Stable Diffusion)."""
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import io
+import unicodedata
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+from .artifacts import Artifact, atomic_write_bytes, make_artifact, remove_stale, write_manifest
+from .config import PipelineConfig
+from .context import StageContext
+from .script import Scene
+
+IMAGES_DIR = "images"
+ELLIPSIS = "\u2026"
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+
+def image_name(index: int) -> str:
+    """File name of scene `index`'s image."""
+    return f"scene_{index:03d}.png"
+
+
+def frame_margin(width: int, height: int) -> int:
+    """Blank border kept around all text, in pixels (6% of the short side)."""
+    return max(4, round(min(width, height) * 0.06))
+
+
+@lru_cache(maxsize=32)
+def load_font(size: int, font_path: str | None = None) -> Font:
+    """A font of `size` px: `font_path` if given, else Pillow's bundled scalable font (no system fonts)."""
+    if font_path:
+        return ImageFont.truetype(font_path, size)
+    return ImageFont.load_default(size=size)
+
+
+# Typographic characters the bundled font lacks, with look-alikes it has.
+_LOOKALIKES = {
+    "\u2014": "-", "\u2013": "-", "\u2212": "-", "\u00a0": " ", "\u2022": "*", "\u00ab": '"', "\u00bb": '"',
+    "\u00df": "ss", "\u1e9e": "SS", "\u00e6": "ae", "\u00c6": "AE", "\u0153": "oe", "\u0152": "OE",
+    "\u00f8": "o", "\u00d8": "O", "\u0142": "l", "\u0141": "L", "\u0111": "d", "\u20ac": "EUR",
+}  # fmt: skip
+
+
+@lru_cache(maxsize=64)
+def _notdef(font: Font) -> tuple[tuple[int, int], bytes]:
+    mask = font.getmask("\U0010FFFF")  # a code point no font maps, so this is the "missing glyph" box
+    return mask.size, bytes(mask)
+
+
+@lru_cache(maxsize=8192)
+def _has_glyph(font: Font, char: str) -> bool:
+    if char.isspace():
+        return True
+    mask = font.getmask(char)
+    return (mask.size, bytes(mask)) != _notdef(font)
+
+
+def displayable(text: str, font: Font) -> str:
+    """Replace characters `font` cannot draw: accents dropped (é→e), dashes simplified, others become "?".
+
+    Pillow's bundled font covers ASCII only; set PIPELINE_FONT_PATH to e.g. a Noto font for other scripts.
+    """
+    out: list[str] = []
+    for char in text:
+        if _has_glyph(font, char):
+            out.append(char)
+            continue
+        substitute = _LOOKALIKES.get(char) or "".join(
+            c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c) and _has_glyph(font, c)
+        )
+        out.append(substitute or "?")
+    return "".join(out)
+
+
+def _line_height(font: Font) -> int:
+    ascent, descent = font.getmetrics()  # type: ignore[union-attr]
+    return ascent + descent
+
+
+def _break_word(word: str, font: Font, max_width: float) -> list[str]:
+    """Split a word wider than the frame into pieces that each fit."""
+    pieces: list[str] = []
+    current = ""
+    for char in word:
+        if current and font.getlength(current + char) > max_width:
+            pieces.append(current)
+            current = char
+        else:
+            current += char
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def _fit_with_ellipsis(line: str, font: Font, max_width: float) -> str:
+    while line and font.getlength(line.rstrip() + ELLIPSIS) > max_width:
+        # Drop a word at a time while there are several, then characters.
+        line = line.rsplit(" ", 1)[0] if " " in line.strip() else line[:-1]
+    return line.rstrip() + ELLIPSIS
+
+
+def wrap_text(text: str, font: Font, max_width: float, max_lines: int) -> list[str]:
+    """Greedy word wrap measured with `font`; at most `max_lines`, the last ending in "…" if cut short."""
+    if max_lines <= 0:
+        return []
+    text = displayable(text, font)
+    lines: list[str] = []
+    # Stop one line past the limit: enough to know truncation is needed, and bounded work for huge scenes.
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split():
+            candidate = f"{line} {word}" if line else word
+            if font.getlength(candidate) <= max_width:
+                line = candidate
+                continue
+            if line:
+                lines.append(line)
+            pieces = _break_word(word, font, max_width) if font.getlength(word) > max_width else [word]
+            lines.extend(pieces[:-1])
+            line = pieces[-1]
+            if len(lines) > max_lines:
+                break
+        if line:
+            lines.append(line)
+        if len(lines) > max_lines:
+            break
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = _fit_with_ellipsis(lines[-1], font, max_width)
+    return lines
+
+
+def scene_colors(scene: Scene) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """Top and bottom gradient colours, derived from a hash of the scene's words (dark, for white text)."""
+    digest = hashlib.sha256(f"{scene.heading or ''}\x00{scene.text}".encode()).digest()
+    hue = int.from_bytes(digest[:2], "big") / 65535
+    shift = digest[2] / 255 * 0.15
+    top = colorsys.hsv_to_rgb(hue, 0.55, 0.45)
+    bottom = colorsys.hsv_to_rgb((hue + shift) % 1.0, 0.7, 0.16)
+    as_bytes = lambda rgb: tuple(round(c * 255) for c in rgb)  # noqa: E731
+    return as_bytes(top), as_bytes(bottom)  # type: ignore[return-value]
+
+
+def _gradient(width: int, height: int, top: tuple[int, int, int], bottom: tuple[int, int, int]) -> Image.Image:
+    # One column stretched sideways: every row is a single colour, which keeps the output exact.
+    column = Image.new("RGB", (1, height))
+    span = max(1, height - 1)
+    column.putdata([tuple(round(t + (b - t) * y / span) for t, b in zip(top, bottom)) for y in range(height)])
+    return column.resize((width, height), Image.Resampling.NEAREST)
+
+
+def render_scene_image(scene: Scene, *, width: int, height: int, total: int | None = None, font_path: str | None = None) -> bytes:
+    """Draw scene `scene` as a PNG of width x height; same input gives byte-identical output."""
+    image = _gradient(width, height, *scene_colors(scene))
+    draw = ImageDraw.Draw(image)
+    margin = frame_margin(width, height)
+    shadow = max(1, round(height / 360))
+    max_width = width - 2 * margin - shadow
+    bottom_limit = height - margin - shadow
+
+    label_font = load_font(max(8, round(height * 0.045)), font_path)
+    heading_font = load_font(max(10, round(height * 0.065)), font_path)
+    body_font = load_font(max(9, round(height * 0.055)), font_path)
+
+    def put(x: float, y: float, text: str, font: Font, fill: tuple[int, int, int]) -> None:
+        draw.text((x + shadow, y + shadow), text, font=font, fill=(0, 0, 0), anchor="la")
+        draw.text((x, y), text, font=font, fill=fill, anchor="la")
+
+    y = margin
+    label = f"Scene {scene.index}" + (f" / {total}" if total else "")
+    label = wrap_text(label, label_font, max_width, 1)
+    if label and y + _line_height(label_font) <= bottom_limit:
+        put(margin, y, label[0], label_font, (220, 220, 220))
+        y += round(_line_height(label_font) * 1.4)
+
+    if scene.heading and scene.heading != scene.text:
+        step = _line_height(heading_font)
+        room = max(0, (bottom_limit - y) // step)
+        for line in wrap_text(scene.heading, heading_font, max_width, min(2, room)):
+            put(margin, y, line, heading_font, (255, 235, 170))
+            y += step
+        y += step // 3
+
+    step = round(_line_height(body_font) * 1.2)
+    glyph_height = _line_height(body_font)
+    room = max(0, (bottom_limit - y - glyph_height) // step + 1) if bottom_limit - y >= glyph_height else 0
+    lines = wrap_text(scene.text, body_font, max_width, room)
+    if lines:
+        block = (len(lines) - 1) * step + glyph_height
+        y += max(0, (bottom_limit - y - block) // 2)  # centre the narration in the space left
+        for line in lines:
+            put((width - shadow - body_font.getlength(line)) / 2, y, line, body_font, (255, 255, 255))
+            y += step
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def _sd_image(scene: Scene, width: int, height: int, config: PipelineConfig) -> bytes:
+    from .backends import stable_diffusion  # lazy: optional backend
+
+    prompt = f"{scene.heading}. {scene.text}" if scene.heading and scene.heading != scene.text else scene.text
+    image = stable_diffusion.txt2img(prompt, width=width, height=height, config=config)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def run_image_stage(
+    scenes: list[Scene], out_dir: Path, ctx: StageContext, *, params: dict[str, Any], config: PipelineConfig
+) -> list[Artifact]:
+    """Write `images/scene_NNN.png` for every scene atomically, then the image manifest; idempotent."""
+    width, height = int(params.get("width", 1280)), int(params.get("height", 720))
+    renderer = "stable-diffusion" if config.sd_api_url else "builtin"
+    directory = out_dir / IMAGES_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    total = len(scenes)
+    ctx.report(0.0, f"Generating images (0/{total})")
+    artifacts: list[Artifact] = []
+    for done, scene in enumerate(scenes, start=1):
+        ctx.check_cancelled()
+        if renderer == "builtin":
+            data = render_scene_image(scene, width=width, height=height, total=total, font_path=config.font_path)
+        else:
+            data = _sd_image(scene, width, height, config)
+        path = directory / image_name(scene.index)
+        atomic_write_bytes(path, data)
+        meta = {"scene": scene.index, "width": width, "height": height, "renderer": renderer}
+        artifacts.append(make_artifact(path, "image", "image/png", meta))
+        ctx.report(done / total * 100.0, f"Generating images ({done}/{total})")
+    remove_stale(directory, "scene_*.png", [a.path for a in artifacts])
+    write_manifest(out_dir, "image", artifacts)
+    return artifacts
