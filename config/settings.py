@@ -84,7 +84,7 @@ DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Persistent connections under ASGI pile up (one per thread); a psycopg pool is opt-in instead.
     if env_bool("DATABASE_POOL", False):
-        DATABASES["default"]["OPTIONS"]["pool"] = {
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DATABASE_POOL_MIN", 2),
             "max_size": env_int("DATABASE_POOL_MAX", 20),
             "timeout": 10,
