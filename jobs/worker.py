@@ -98,19 +98,48 @@ class Heartbeat(threading.Thread):
         super().__init__(name=f"heartbeat-{ctx.job_id}", daemon=True)
         self.ctx, self.task_id, self.conf = ctx, task_id, conf
         self.stopped = threading.Event()
+        self.lost_at: float | None = None  # when the job stopped being this attempt's to run
+        self.terminate_sent = False
 
     def run(self) -> None:
         try:
-            while not self.stopped.wait(self.conf.HEARTBEAT_INTERVAL_S):
+            while not self.stopped.wait(self._next_wait()):
                 self.beat()
+                self.terminate_if_overdue()
         finally:
             connections.close_all()  # this thread's own connections
+
+    def _next_wait(self) -> float:
+        if self.lost_at is None:
+            return self.conf.HEARTBEAT_INTERVAL_S
+        # Once the job is no longer ours, wake up exactly when the grace period ends.
+        return max(0.05, min(self.conf.HEARTBEAT_INTERVAL_S, self.lost_at + self.conf.CANCEL_GRACE_S - time.monotonic()))
+
+    def terminate_if_overdue(self) -> None:
+        """A stage that has not stopped CANCEL_GRACE_S after its job was cancelled is terminated.
+
+        Asked of the worker's main process (a revoke with terminate), which kills this pool process and
+        records the task as revoked, so it is not redelivered. The cancel path also schedules the same
+        terminate on the maintenance queue, for a stage whose heartbeat thread cannot run.
+        """
+        if self.lost_at is None or self.terminate_sent or time.monotonic() - self.lost_at < self.conf.CANCEL_GRACE_S:
+            return
+        from celery import current_app
+
+        self.terminate_sent = True
+        logger.warning("job %s: stage %s did not stop within %.0f s (%s); terminating task %s", self.ctx.job_id,
+                       self.ctx.stage, self.conf.CANCEL_GRACE_S, self.ctx.stop_reason, self.task_id,
+                       extra={"job_id": self.ctx.job_id, "task_id": self.task_id})
+        current_app.control.revoke(self.task_id, terminate=True, signal="SIGTERM")
 
     def beat(self) -> None:
         ctx = self.ctx
         try:
             if not services.job_heartbeat(job_id=ctx.job_id, worker=leases.worker_identity(), attempt=ctx.attempt):
                 ctx.stop_reason = ctx.stop_reason or "job is no longer running this attempt"
+                if self.lost_at is None:
+                    self.lost_at = time.monotonic()
+                return
             leases.set_stage(ctx.job_id, ctx.attempt, ctx.stage, self.task_id, leases.RUNNING, self.conf.STALE_AFTER_S)
             ctx.coalescer.flush_if_due()
         except Exception:  # a missed beat is retried next interval; the stage itself carries on
@@ -189,8 +218,10 @@ class JobStageTask(Task):
             logger.info("job %s: stage %s stopped: %s", job_id, stage, exc, extra={"job_id": job_id})
             return {"job_id": job_id, "stage": stage, "outcome": "stopped"}
         except SoftTimeLimitExceeded:
-            soft, _ = conf.time_limits(job.job_type)
-            self._fail(job_id, attempt, f"timed out after {soft} s", log_traceback=False)
+            # The limits travel with the message (set at dispatch), so report the one actually applied.
+            _, soft = tuple(self.request.timelimit or (None, None))
+            soft = soft or conf.time_limits(job.job_type)[0]
+            self._fail(job_id, attempt, f"timed out after {soft:g} s", log_traceback=False)
             return {"job_id": job_id, "stage": stage, "outcome": "timed out"}
         except TRANSIENT_ERRORS as exc:
             message = getattr(exc, "message", None) or str(exc) or type(exc).__name__

@@ -105,3 +105,113 @@ def test_worker_jobs__each_type_completes_with_artifacts_and_progress(processes,
     after = GenerationJob.objects.get(pk=job.pk)
     assert (after.status, after.seq, after.updated_at, after.result) == (
         before.status, before.seq, before.updated_at, before.result)
+
+
+def test_worker_jobs__transient_error_is_retried_with_backoff_then_succeeds(processes, short_limits, backend):
+    processes.start_worker(concurrency=1, SD_API_URL=backend.url, **LIMITS)
+    job = create_job("image_generation", ("Morning [flaky:2] fog.", "Noon sun."))
+
+    done = wait_status(job, states.TERMINAL, timeout=60)
+
+    assert done.status == states.COMPLETED, done.error_message
+    assert backend.count("[flaky:2]") == 3  # two 503s, then the answer
+    log = processes.log("worker")
+    assert log.count("signal=task_retry task=jobs.tasks.generate_images_task") == 2
+    assert "retry 1 of 3" in log and "retry 2 of 3" in log
+
+
+def test_worker_jobs__permanent_error_fails_at_once_with_a_clear_message(processes, short_limits, backend):
+    processes.start_worker(concurrency=1, SD_API_URL=backend.url, **LIMITS)
+    job = create_job("image_generation", ("A [perm] scene.", "Another."))
+
+    done = wait_status(job, states.TERMINAL, timeout=60)
+
+    assert done.status == states.FAILED
+    assert done.error_message == "The image generator (Stable Diffusion) rejected the request (HTTP 400)"
+    assert backend.count("[perm]") == 1
+    assert "task_retry" not in processes.log("worker")
+
+
+def test_worker_jobs__retries_exhausted_fail_with_the_last_message(processes, short_limits, backend):
+    processes.start_worker(concurrency=1, SD_API_URL=backend.url, **LIMITS)
+    job = create_job("image_generation", ("The [down] server.", "Another."))
+
+    done = wait_status(job, states.TERMINAL, timeout=60)
+
+    assert done.status == states.FAILED
+    assert done.error_message == "The image generator (Stable Diffusion) is unavailable (HTTP 503)"
+    assert backend.count("[down]") == 1 + 3  # first try and RETRY_MAX retries
+    assert "Traceback" not in done.error_message
+
+
+def test_worker_jobs__soft_time_limit_fails_the_job_as_timed_out(processes, short_limits, backend):
+    short_limits.JOBS = {**short_limits.JOBS, "TIME_LIMIT_S": {**short_limits.JOBS["TIME_LIMIT_S"],
+                                                               "image_generation": 4}}
+    processes.start_worker(concurrency=1, SD_API_URL=backend.url, PIPELINE_BACKEND_TIMEOUT="60", **LIMITS)
+    job = create_job("image_generation", ("It [hang]s.", "Never reached."))
+
+    done = wait_status(job, states.TERMINAL, timeout=30)
+
+    assert done.status == states.FAILED
+    assert done.error_message == "timed out after 3 s"
+
+
+def test_worker_jobs__cancel_while_queued_never_starts(processes, short_limits):
+    job = create_job("image_generation")  # dispatched, but no worker consumes yet
+    task_id = GenerationJob.objects.get(pk=job.pk).celery_task_id
+
+    services.job_cancel(job_id=job.pk)
+    processes.start_worker(concurrency=1, **LIMITS)
+    wait_until(lambda: f"signal=task_postrun task=jobs.tasks.parse_script_task task_id={task_id}"
+               in processes.log("worker"), 30, message="the cancelled job's task to be consumed")
+
+    done = GenerationJob.objects.get(pk=job.pk)
+    assert done.status == states.CANCELLED and done.started_at is None
+    assert [e.status for e in events(done)] == ["queued", "cancelled"]
+
+
+def test_worker_jobs__cancel_while_processing_stops_the_stage_cleanly(processes, short_limits, backend):
+    processes.start_worker(concurrency=1, SD_API_URL=backend.url, **LIMITS)
+    texts = tuple(f"Slow [slow:0.7] scene {n}." for n in range(8))
+    job = create_job("image_generation", texts)
+    wait_until(lambda: GenerationJob.objects.get(pk=job.pk).progress > 20, 30, message="progress")
+
+    cancelled_at = time.monotonic()
+    services.job_cancel(job_id=job.pk)
+    attempt = GenerationJob.objects.get(pk=job.pk).attempts
+
+    # The stage sees the cancel at its next check and finishes its lease well within the grace period.
+    wait_until(lambda: (lease := leases.get_stage(job.pk, attempt, "images")) and lease.state == leases.DONE, 10,
+               message="the images stage to stop")
+    assert time.monotonic() - cancelled_at < 3.0
+    time.sleep(1.0)
+    done = GenerationJob.objects.get(pk=job.pk)
+    assert done.status == states.CANCELLED and done.result is None
+    assert backend.count("[slow:0.7]") < len(texts)
+
+
+def test_worker_jobs__stage_ignoring_cancel_is_terminated_after_grace_and_worker_stays_healthy(
+        processes, short_limits, backend):
+    processes.start_worker(concurrency=1, SD_API_URL=backend.url, PIPELINE_BACKEND_TIMEOUT="60", **LIMITS)
+    job = create_job("image_generation", ("Cancel me, I [hang].", "Never reached."))
+    wait_until(lambda: backend.count("Cancel me, I [hang]") == 1, 30, message="the stage to block in the backend")
+    attempt = GenerationJob.objects.get(pk=job.pk).attempts
+    holder = leases.get_stage(job.pk, attempt, "images")
+    assert holder is not None and holder.state == leases.RUNNING
+
+    services.job_cancel(job_id=job.pk)
+
+    def holder_gone() -> bool:
+        try:
+            os.kill(holder.pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_until(holder_gone, 3 + 10, message="the blocked pool process to be terminated")
+    assert GenerationJob.objects.get(pk=job.pk).status == states.CANCELLED
+    # The same worker still runs the next job.
+    second = create_job("image_generation")
+    assert wait_status(second, states.TERMINAL, timeout=40).status == states.COMPLETED
+    assert GenerationJob.objects.get(pk=job.pk).status == states.CANCELLED
+    assert processes.procs["worker"].poll() is None
