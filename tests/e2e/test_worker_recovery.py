@@ -1,0 +1,113 @@
+"""Crash recovery with real processes: a SIGKILLed worker, a broker that is down at create, a poison job."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from django.core.management import call_command
+
+from config.embedded_redis import free_port, start_embedded_redis
+from jobs import leases, states
+from jobs.models import GenerationJob
+from tests.e2e.fake_backend import FakeBackend
+from tests.e2e.test_worker_jobs import LIMITS, create_job, events, wait_status
+from tests.processes import ROOT, artifacts_dir, subprocess_env, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def backend():
+    server = FakeBackend().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def periodic_tasks(settings):
+    """The reaper every 2 s, as `make run` creates it (but with the tests' short interval)."""
+    settings.JOBS = {**settings.JOBS, "REAPER_INTERVAL_S": 2.0, "STALE_AFTER_S": 5.0, "CANCEL_GRACE_S": 3.0}
+    call_command("setup_periodic_tasks", verbosity=0)
+    return settings
+
+
+def test_worker_recovery__sigkilled_worker_job_completes_on_a_new_worker(processes, periodic_tasks, backend):
+    processes.start_worker("worker-a", concurrency=1, SD_API_URL=backend.url, **LIMITS)
+    processes.start_beat(**LIMITS)
+    texts = tuple(f"Kill [slow:0.6] scene {n}." for n in range(5))
+    job = create_job("image_generation", texts)
+    wait_until(lambda: GenerationJob.objects.get(pk=job.pk).progress > 20, 30, message="the job to be running")
+
+    processes.kill("worker-a")  # SIGKILL the worker and its pool: no chance to ack, reject or clean up
+    killed_at = time.monotonic()
+    processes.start_worker("worker-b", concurrency=1, SD_API_URL=backend.url, **LIMITS)
+
+    done = wait_status(job, states.TERMINAL, timeout=60)
+    assert done.status == states.COMPLETED, done.error_message
+    assert time.monotonic() - killed_at < 60
+    assert done.attempts == 2 and done.lost_count == 1
+    statuses = [e.status for e in events(done) if e.kind == "status"]
+    assert statuses == ["queued", "processing", "queued", "processing", "completed"]
+
+
+def test_worker_recovery__broker_down_at_create_job_is_dispatched_when_redis_is_back(processes, periodic_tasks):
+    port = free_port()
+    redis_url = f"redis://127.0.0.1:{port}/0"
+    # Create the job from a separate process whose broker (a Redis on `port`) is not running yet.
+    code = ("import django; django.setup(); from tests.factories import make_job; "
+            "job = make_job(job_type='audio_generation'); print('JOB', job.pk, job.status)")
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=subprocess_env(REDIS_URL=redis_url),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert time.monotonic() - started < 30  # publishing fails fast instead of hanging the request
+    assert "broker unreachable, left queued for the reaper" in out.stderr
+    job_id = out.stdout.split("JOB ", 1)[1].split()[0]
+    job = GenerationJob.objects.get(pk=job_id)
+    assert job.status == states.QUEUED and job.dispatched_at is None and job.celery_task_id == ""
+
+    redis_proc, _ = start_embedded_redis(artifacts_dir() / f"redis-{port}", port=port)
+    try:
+        processes.start_worker(concurrency=1, REDIS_URL=redis_url, **LIMITS)
+        processes.start_beat(REDIS_URL=redis_url, **LIMITS)
+        done = wait_status(job, states.TERMINAL, timeout=60)
+        assert done.status == states.COMPLETED, done.error_message
+        assert done.celery_task_id and done.attempts == 1
+    finally:
+        processes.stop_all()
+        redis_proc.terminate()
+        redis_proc.wait(10)
+
+
+def test_worker_recovery__poison_job_is_failed_after_max_lost_workers(processes, periodic_tasks, backend):
+    worker = processes.start_worker(concurrency=1, SD_API_URL=backend.url, **LIMITS)
+    job = create_job("image_generation", ("Poison [slow:30] scene.", "Second."))
+
+    # Each time a pool process runs the job's image stage, it dies (as if the job crashed it: OOM,
+    # segfault). The worker's main process survives and, with acks_late + reject_on_worker_lost,
+    # redelivers the message; the job must not be redelivered forever.
+    killed: set[int] = set()
+
+    def kill_current_holder() -> bool:
+        current = GenerationJob.objects.get(pk=job.pk)
+        if current.status in states.TERMINAL:
+            return True
+        lease = leases.get_stage(job.pk, current.attempts, "images")
+        if lease and lease.state == leases.RUNNING and lease.pid not in killed and backend.count("Poison") > len(killed):
+            killed.add(lease.pid)
+            os.kill(lease.pid, signal.SIGKILL)
+        return False
+
+    wait_until(kill_current_holder, 60, interval=0.1, message="the poison job to be failed")
+    done = GenerationJob.objects.get(pk=job.pk)
+    assert done.status == states.FAILED
+    assert done.error_message == "worker lost 3 times"
+    assert len(killed) == 3
+    assert worker.poll() is None  # the worker itself is still up
+    # ... and still works.
+    other = create_job("audio_generation")
+    assert wait_status(other, states.TERMINAL, timeout=40).status == states.COMPLETED
