@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 import pytest
@@ -215,3 +214,22 @@ def test_worker_jobs__stage_ignoring_cancel_is_terminated_after_grace_and_worker
     assert wait_status(second, states.TERMINAL, timeout=40).status == states.COMPLETED
     assert GenerationJob.objects.get(pk=job.pk).status == states.CANCELLED
     assert processes.procs["worker"].poll() is None
+
+
+def test_worker_jobs__full_video_stage_failure_fails_the_job_once_and_stops_the_other_branch(
+        processes, short_limits, backend):
+    processes.start_worker(concurrency=2, SD_API_URL=backend.url, **LIMITS)
+    texts = ("Broken [perm] picture.",) + tuple(f"A long narrated scene number {n} with many words." for n in range(6))
+    job = create_job("full_video", texts)
+
+    done = wait_status(job, states.TERMINAL, timeout=60)
+    time.sleep(2.0)  # let the narration branch and the chord's assembly run into the failed job
+
+    final = GenerationJob.objects.get(pk=job.pk)
+    assert final.status == states.FAILED
+    assert final.error_message == "The image generator (Stable Diffusion) rejected the request (HTTP 400)"
+    assert [e.status for e in events(final) if e.kind == "status"] == ["queued", "processing", "failed"]
+    log = processes.log("worker")
+    assert "signal=task_prerun task=jobs.tasks.generate_narration_task" in log
+    assert f"job {job.pk}: stage audio stopped: job is failed" in log  # the other branch stopped early
+    assert "final.mp4" not in str(final.result)
