@@ -195,7 +195,6 @@ CELERY_TASK_ROUTES = {
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0)
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_BROKER_TRANSPORT_OPTIONS.setdefault("socket_connect_timeout", 2)
-CELERY_RESULT_EXTENDED = True
 CELERY_TASK_SEND_SENT_EVENT = False
 
 # --- The job system's own settings (typed accessors in jobs/conf.py) ---------------------------------
