@@ -190,10 +190,10 @@ CELERY_TASK_ROUTES = {
     "jobs.tasks.cleanup_results_task": {"queue": "maintenance"},
     "jobs.tasks.terminate_cancelled_job_task": {"queue": "maintenance"},
 }
-# Publishing happens inside an API request (on commit): fail fast when the broker is down, the reaper
-# dispatches the still-queued job later.
+# Dispatch happens inside an API request (on commit) and publishes with retry=False: with a short connect
+# timeout it fails fast when the broker is down, and the reaper dispatches the still-queued job later.
+# Workers keep Celery's publish retries for the next stage of a chain.
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0)
-CELERY_TASK_PUBLISH_RETRY = False
 CELERY_BROKER_TRANSPORT_OPTIONS.setdefault("socket_connect_timeout", 2)
 CELERY_TASK_SEND_SENT_EVENT = False
 
