@@ -1,6 +1,7 @@
 """The job page: live progress, timeline, result media; Cancel/Retry also work as plain form posts."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,17 +29,32 @@ class TimelineEntry:
     stage: str
     progress: float
     message: str
+    attempt: int
+
+
+# "Generating images (3/40)": the counter moves within one stage and is not a stage change.
+_STAGE_COUNTER = re.compile(r"\s*\(\d+\s*/\s*\d+\)\s*$")
+
+
+def stage_name(stage: str) -> str:
+    return _STAGE_COUNTER.sub("", stage or "")
 
 
 def job_timeline(events: list[JobEvent]) -> list[TimelineEntry]:
-    """Status changes and stage changes only: progress ticks within a stage would drown the story."""
+    """Status changes and the first appearance of each stage per attempt.
+
+    Stages running in parallel alternate in `current_stage`, and progress ticks within a stage would
+    drown the story, so a stage is listed once, when it starts.
+    """
     entries: list[TimelineEntry] = []
-    previous: tuple[str, str] | None = None
+    seen: set[tuple[int, str]] = set()
     for event in events:
-        key = (event.status, event.stage)
-        if event.kind == JobEvent.STATUS or key != previous:
-            entries.append(TimelineEntry(event.created_at, event.status, event.stage, event.progress, event.message))
-        previous = key
+        stage = stage_name(event.stage)
+        key = (event.attempt, stage)
+        if event.kind == JobEvent.STATUS or (stage and key not in seen):
+            entries.append(TimelineEntry(event.created_at, event.status, stage, event.progress, event.message,
+                                         event.attempt))
+        seen.add(key)
     return entries
 
 

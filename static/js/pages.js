@@ -12,6 +12,9 @@
     full_video: "Full video", image_generation: "Image generation", audio_generation: "Audio generation"
   };
 
+  /* "Generating images (3/40)" -> "Generating images": the counter is progress, not a new stage. */
+  function stageName(stage) { return String(stage || "").replace(/\s*\(\d+\s*\/\s*\d+\)\s*$/, ""); }
+
   function $(root, field) { return root.querySelector('[data-field="' + field + '"]'); }
   function isTerminal(status) { return TERMINAL.indexOf(status) !== -1; }
 
@@ -212,6 +215,10 @@
     var retryButton = body.querySelector('[data-action="retry"]');
     var actionMessage = $(body, "action-message");
     var timeline = document.getElementById("timeline");
+    var seenStages = {};
+    Array.prototype.forEach.call(timeline.querySelectorAll("[data-stage]"), function (node) {
+      seenStages[node.getAttribute("data-stage")] = true;
+    });
 
     function tick() {
       var elapsed = null, remaining = null;
@@ -268,9 +275,13 @@
         setStatus(body, msg.status);
         $(body, "status-detail").textContent = msg.status === "queued" ? "waiting for a worker" : "";
       }
-      if (changedStatus || newStage !== state.stage) {
-        appendTimeline(state.status, newStage);
+      // Like the server's timeline: every status change, and each stage once per attempt when it starts.
+      if (changedStatus && msg.status === "queued") { seenStages = {}; }
+      var stageKey = stageName(newStage);
+      if (changedStatus || (stageKey && !seenStages[stageKey])) {
+        appendTimeline(state.status, stageKey);
       }
+      if (stageKey) { seenStages[stageKey] = true; }
       state.stage = newStage;
       $(body, "stage").textContent = newStage || "—";
       state.progress = msg.status === "queued" ? msg.progress : Math.max(state.progress, msg.progress);
@@ -356,6 +367,13 @@
       var when = new Date();
       row.appendChild(el("td", {}, "")).appendChild(el("time", { datetime: when.toISOString() }, "just now"));
       tbody.insertBefore(row, tbody.firstChild);
+      // Status messages do not carry the job type; one read of the job names the row.
+      fetch("/api/jobs/" + msg.job_id + "/", { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (job) {
+          if (job && TYPE_LABELS[job.job_type]) { first.querySelector("a").textContent = TYPE_LABELS[job.job_type]; }
+        })
+        .catch(function () {});
       return row;
     }
 

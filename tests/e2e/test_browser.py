@@ -250,9 +250,10 @@ def test_browser__project_table_updates_live_for_two_jobs(live, browser, user):
     second = start_job_from_project_page(starter, "audio_generation", rate_wpm=160)
     starter.close()
 
-    for job_id in (first, second):
+    for job_id, label in ((first, "Image generation"), (second, "Audio generation")):
         row = watcher.locator(f'tr[data-job-id="{job_id}"]')
         row.locator('[data-field="status"]').filter(has_text="completed").wait_for(timeout=120_000)
+        row.get_by_role("link", name=label).wait_for(timeout=5_000)
         assert row.locator('[data-field="percent"]').inner_text() == "100 %"
         assert row.get_by_role("progressbar").get_attribute("aria-valuenow") == "100.0"
 

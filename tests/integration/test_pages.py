@@ -304,7 +304,23 @@ def test_job_detail__unfinished_job_shows_progress_and_noscript_refresh(client, 
     assert 'data-action="retry" hidden>' in html
     # The timeline lists the status changes and the stage change.
     timeline = html.split('id="timeline"', 1)[1].split("</ol>", 1)[0]
-    assert timeline.count("<li>") == 3  # created, started, "Generating images"
+    assert timeline.count("<li") == 3  # created, started, "Generating images"
+
+
+def test_job_detail__timeline_lists_each_stage_once_per_attempt(client, user):
+    job = make_processing_job(owner=user, job_type="full_video")
+    for progress, stage in [(5, "Generating images (1/4)"), (10, "Generating narration (1/4)"),
+                            (15, "Generating images (2/4)"), (20, "Generating narration (2/4)")]:
+        services.job_report_progress(job_id=job.pk, progress=progress, stage=stage)
+    login(client, user)
+
+    html = client.get(job_path(job)).content.decode()
+
+    timeline = html.split('id="timeline"', 1)[1].split("</ol>", 1)[0]
+    assert timeline.count("<li") == 4
+    assert timeline.count('data-stage="Generating images"') == 1
+    assert timeline.count('data-stage="Generating narration"') == 1
+    assert "(2/4)" not in timeline
 
 
 def test_job_detail__completed_job_shows_media_and_no_refresh(client, user):
