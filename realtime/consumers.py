@@ -10,6 +10,7 @@ from JobEvent, so a client sees every seq exactly once, in order.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -32,31 +33,32 @@ HELP = 'send "ping", "refresh", or JSON {"type": "ping"|"refresh"|"resume", "aft
 
 # --- database helpers (the only ORM access) ------------------------------------------------------------
 
-@database_sync_to_async
-def _owned_job(job_id: Any, user: Any) -> GenerationJob | None:
+def _canonical_uuid(value: Any) -> str | None:
+    """The id as publish.py names groups (lowercase, hyphenated), or None when it is not a UUID."""
     try:
-        return job_selectors.job_get_for_user(job_id=job_id, user=user)
+        return str(uuid.UUID(str(value)))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+@database_sync_to_async
+def _job_snapshot_for_user(job_id: str, user: Any) -> list[dict[str, Any]] | None:
+    """The job's snapshot if it is the user's, else None (one query: ownership and state together)."""
+    try:
+        return [events.snapshot_message(job_selectors.job_get_for_user(job_id=job_id, user=user))]
     except JobNotFound:
         return None
 
 
 @database_sync_to_async
-def _owned_project_id(project_id: Any, user: Any) -> str | None:
+def _project_snapshots_for_user(project_id: str, user: Any) -> list[dict[str, Any]] | None:
+    """One snapshot per job of the project (newest first, capped) if it is the user's, else None."""
     from projects.selectors import project_get_for_user
 
     try:
-        return str(project_get_for_user(project_id=project_id, user=user).pk)
+        project_get_for_user(project_id=project_id, user=user)
     except ProjectNotFound:
         return None
-
-
-@database_sync_to_async
-def _job_snapshots(job_ids: list[str]) -> list[dict[str, Any]]:
-    return [events.snapshot_message(job) for job in GenerationJob.objects.filter(pk__in=job_ids)]
-
-
-@database_sync_to_async
-def _project_snapshots(project_id: str) -> list[dict[str, Any]]:
     jobs = job_selectors.jobs_for_project(project_id=project_id)[:PROJECT_SNAPSHOT_LIMIT]
     return [events.snapshot_message(job) for job in jobs]
 
@@ -91,13 +93,16 @@ class JobStatusConsumer(AsyncJsonWebsocketConsumer):
         super().__init__(*args, **kwargs)
         self.groups = []  # joined after the ownership check; channels leaves them on disconnect
         self.last_seq: dict[str, int] = {}  # per job: the highest seq this client was sent
+        self.authorized = False  # set once the user is known to own the stream's job or project
+        self.user: Any = None
 
     # hooks for the two streams
-    async def authorize(self, user: Any) -> list[str] | None:
-        """Group names to join, or None when the target is unknown or not the user's."""
+    def target_groups(self) -> list[str] | None:
+        """Group names for the URL's id, or None when the id cannot exist (not a UUID)."""
         raise NotImplementedError
 
-    async def snapshots(self) -> list[dict[str, Any]]:
+    async def load_snapshots(self, user: Any) -> list[dict[str, Any]] | None:
+        """Snapshots of the stream's job(s), or None when the target is unknown or not the user's."""
         raise NotImplementedError
 
     async def resume_job_id(self, content: dict[str, Any]) -> str | None:
@@ -112,23 +117,35 @@ class JobStatusConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        groups = await self.authorize(user)
+        groups = self.target_groups()
         if groups is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        # Join before reading the snapshot: an event committed in between arrives live and is de-duplicated.
+        # Join before reading the snapshot, so an event committed in between arrives live (and is
+        # de-duplicated by seq) instead of being lost; job_status ignores pushes until authorised.
+        # channels leaves self.groups on disconnect, including after a 4404.
+        self.groups = groups
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
-        self.groups = groups
-        await self.send_snapshots()
+        snapshots = await self.load_snapshots(user)
+        if snapshots is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.user = user
+        self.authorized = True
+        await self.send_snapshots(snapshots)
 
-    async def send_snapshots(self) -> None:
-        for message in await self.snapshots():
+    async def send_snapshots(self, snapshots: list[dict[str, Any]] | None = None) -> None:
+        if snapshots is None:
+            snapshots = await self.load_snapshots(self.user) or []
+        for message in snapshots:
             await self.send_json(message)
             self.last_seq[message["job_id"]] = max(self.last_seq.get(message["job_id"], 0), message["seq"])
 
     # client messages
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if not self.authorized:  # closing: a 4401/4404 connection gets no answers
+            return
         if text_data is None:
             await self.send_error("binary frames are not supported; " + HELP)
             return
@@ -192,6 +209,8 @@ class JobStatusConsumer(AsyncJsonWebsocketConsumer):
     # channel-layer events
     async def job_status(self, event: dict[str, Any]) -> None:
         """A live `job.status` push: drop what the client has, fill a gap from the database, send."""
+        if not self.authorized:
+            return
         message = event.get("payload") or {}
         job_id, seq = message.get("job_id"), message.get("seq")
         if not isinstance(job_id, str) or not isinstance(seq, int):
@@ -214,19 +233,19 @@ class JobConsumer(JobStatusConsumer):
 
     job_id: str
 
-    async def authorize(self, user: Any) -> list[str] | None:
-        job = await _owned_job(self.scope["url_route"]["kwargs"].get("job_id"), user)
-        if job is None:
+    def target_groups(self) -> list[str] | None:
+        job_id = _canonical_uuid(self.scope["url_route"]["kwargs"].get("job_id"))
+        if job_id is None:
             return None
-        self.job_id = str(job.pk)
-        return [events.job_group_name(self.job_id)]
+        self.job_id = job_id
+        return [events.job_group_name(job_id)]
 
-    async def snapshots(self) -> list[dict[str, Any]]:
-        return await _job_snapshots([self.job_id])
+    async def load_snapshots(self, user: Any) -> list[dict[str, Any]] | None:
+        return await _job_snapshot_for_user(self.job_id, user)
 
     async def resume_job_id(self, content: dict[str, Any]) -> str | None:
         given = content.get("job_id")
-        if given is not None and str(given) != self.job_id:
+        if given is not None and _canonical_uuid(given) != self.job_id:
             await self.send_error("job_id does not match this stream's job")
             return None
         return self.job_id
@@ -241,15 +260,15 @@ class ProjectConsumer(JobStatusConsumer):
 
     project_id: str
 
-    async def authorize(self, user: Any) -> list[str] | None:
-        project_id = await _owned_project_id(self.scope["url_route"]["kwargs"].get("project_id"), user)
+    def target_groups(self) -> list[str] | None:
+        project_id = _canonical_uuid(self.scope["url_route"]["kwargs"].get("project_id"))
         if project_id is None:
             return None
         self.project_id = project_id
         return [events.project_group_name(project_id)]
 
-    async def snapshots(self) -> list[dict[str, Any]]:
-        return await _project_snapshots(self.project_id)
+    async def load_snapshots(self, user: Any) -> list[dict[str, Any]] | None:
+        return await _project_snapshots_for_user(self.project_id, user)
 
     async def resume_job_id(self, content: dict[str, Any]) -> str | None:
         given = content.get("job_id")
