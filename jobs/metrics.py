@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import socket
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from django.conf import settings
 from prometheus_client import (
@@ -150,6 +150,34 @@ def count_retry(job_type: str) -> None:
         RETRIES.labels(job_type=_label(job_type)).inc()
     except Exception:
         logger.debug("metrics: count_retry failed", exc_info=True)
+
+
+def job_event_hook(job: Any, *, kind: str, previous_status: str | None) -> Callable[[], None]:
+    """A `transaction.on_commit` callback recording one job event: counted, and timed when it starts or
+    ends an attempt. The values are copied now, so the callback never touches the database."""
+    try:
+        job_type, status = job.job_type, job.status
+        wait = run = None
+        if kind == "status" and previous_status == states.QUEUED and status == states.PROCESSING:
+            wait = (job.started_at - job.queued_at).total_seconds() if job.queued_at and job.started_at else None
+        elif kind == "status" and previous_status == states.PROCESSING and status in states.TERMINAL:
+            run = (job.completed_at - job.started_at).total_seconds() if job.started_at and job.completed_at else None
+    except Exception:
+        logger.debug("metrics: job_event_hook failed", exc_info=True)
+        return _nothing
+
+    def record() -> None:
+        count_event(kind)
+        if wait is not None:
+            observe_queue_wait(job_type, wait)
+        if run is not None:
+            observe_run_time(job_type, run)
+
+    return record
+
+
+def _nothing() -> None:
+    return None
 
 
 # --- scrape-time state: jobs in the database, messages in the broker ---------------------------------

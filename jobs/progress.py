@@ -10,6 +10,8 @@ import threading
 import time
 from typing import Callable
 
+from . import metrics
+
 # sink(progress, stage) sends one report to the job service.
 Sink = Callable[[float, str], None]
 
@@ -30,6 +32,8 @@ class ProgressCoalescer:
     def report(self, progress: float, stage: str) -> None:
         """Send now if due (or final), else keep it as the pending value (replacing an older one)."""
         with self._lock:
+            if self._pending is not None:  # the held value is replaced: one update merged away
+                metrics.count_coalesced()
             self._pending = (progress, stage)
             if progress >= 100.0 or self._is_due():
                 self._send_pending()

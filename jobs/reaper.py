@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from . import leases, services, states
+from . import leases, metrics, services, states
 from .conf import job_settings
 from .models import GenerationJob
 
@@ -57,6 +57,7 @@ def job_record_lost_worker(*, job_id: str, attempt: int, reason: str) -> str | N
         return None
     logger.warning("job %s: %s (%s, lost %s times)", job_id, outcome, reason, lost,
                    extra={"job_id": str(job_id), "attempt": attempt, "lost_count": lost})
+    metrics.count_reaper_action(outcome)
     return outcome
 
 
@@ -95,6 +96,7 @@ def reap_jobs() -> ReapReport:
         for job_id, job_type, attempt in waiting:
             if dispatch_job(job_id=str(job_id), job_type=job_type, attempt=attempt):
                 report.redispatched.append(str(job_id))
+                metrics.count_reaper_action("redispatched")
     if report.requeued or report.failed or report.redispatched:
         logger.info("reaper: %s", report.as_dict())
     return report

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from django.db import transaction
 from django.utils import timezone
 
-from . import listeners, states
+from . import listeners, metrics, states
 from .exceptions import InvalidJobInput, InvalidTransition, JobNotFound
 from .models import GenerationJob, JobEvent
 
@@ -76,6 +76,7 @@ def _record_event(job: GenerationJob, *, kind: str, previous_status: str | None,
         result=job.result if job.status == states.COMPLETED else None, attempt=job.attempts, message=message,
     )
     transaction.on_commit(partial(listeners.event_committed, committed))
+    transaction.on_commit(metrics.job_event_hook(job, kind=kind, previous_status=previous_status))
     return event
 
 

@@ -18,7 +18,7 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connections
 
-from . import leases, pipeline, services, states
+from . import leases, metrics, pipeline, services, states
 from .conf import JobSettings, job_settings
 from .exceptions import JobNotFound
 from .models import GenerationJob
@@ -232,6 +232,7 @@ class JobStageTask(Task):
                 leases.set_stage(job_id, attempt, stage, task_id, leases.RETRYING, delay + conf.STALE_AFTER_S)
                 logger.warning("job %s: stage %s: %s; retry %s of %s in %.1f s", job_id, stage, message,
                                self.request.retries + 1, conf.RETRY_MAX, delay, extra={"job_id": job_id})
+                metrics.count_retry(job.job_type)
                 raise self.retry(exc=exc, countdown=delay, max_retries=conf.RETRY_MAX)
             self._fail(job_id, attempt, message, log_traceback=True)
             return {"job_id": job_id, "stage": stage, "outcome": "failed"}

@@ -27,6 +27,7 @@ from typing import Any
 
 from asgiref.sync import SyncToAsync
 
+from jobs import metrics
 from jobs.listeners import CommittedEvent
 
 from . import events
@@ -71,6 +72,7 @@ async def send_status(job_id: str, project_id: str, message: dict[str, Any]) -> 
                            extra={"job_id": job_id, "seq": message.get("seq")})
     if ok:
         published_total += 1
+    metrics.count_push(ok)
     return ok
 
 

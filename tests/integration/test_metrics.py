@@ -217,3 +217,66 @@ def test_metrics__histograms_and_counters_recorded_in_other_processes_are_summed
         samples = _scrape(client)
         assert samples[("realtime_websocket_connections", ())] == 1
         assert samples[("jobs_run_seconds_count", jt)] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_metrics__real_worker_and_daphne_record_into_the_shared_directory(processes, tmp_path) -> None:
+    """A job run by a real worker and watched over a real websocket shows up in daphne's /metrics."""
+    import requests
+
+    from tests.factories import make_user
+    from tests.processes import wait_until
+
+    shared = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"), "METRICS_TOKEN": "scrape-token"}
+    processes.start_worker(concurrency=1, **shared)
+    port = processes.start_daphne(**shared)
+
+    def scrape() -> dict:
+        response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10,
+                                headers={"Authorization": "Bearer scrape-token"})
+        assert response.status_code == 200, response.text[:300]
+        return _samples(response.text)
+
+    owner = make_user()
+    job = services.job_create(project=make_project(owner=owner, script="# Scene 1\nA calm sea.\n"),
+                              job_type="audio_generation", params={})
+    from jobs.models import GenerationJob
+
+    wait_until(lambda: GenerationJob.objects.get(pk=job.pk).status == "completed", 90, message="job to complete")
+    jt = (("job_type", "audio_generation"),)
+    samples = wait_until(lambda: (s := scrape()).get(("jobs_run_seconds_count", jt)) and s, 10,
+                         message="the run time to be recorded")
+    assert samples[("jobs_queue_wait_seconds_count", jt)] == 1
+    assert samples[("jobs_run_seconds_count", jt)] == 1
+    done = GenerationJob.objects.get(pk=job.pk)
+    assert samples[("jobs_run_seconds_sum", jt)] == pytest.approx((done.completed_at - done.started_at).total_seconds())
+    assert samples[("jobs_events_total", (("kind", "status"),))] == 2  # processing, completed (in the worker)
+    assert samples[("realtime_pushes_total", (("result", "ok"),))] >= 2
+    assert samples[("jobs_by_status", (("job_type", "audio_generation"), ("status", "completed")))] == 1
+    assert samples[("realtime_websocket_connections", ())] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xfail(strict=True, reason="realtime/consumers.py does not call ws_connections_inc/dec yet")
+def test_metrics__websocket_connections_gauge_follows_open_sockets(processes, tmp_path) -> None:
+    import requests
+    from rest_framework.authtoken.models import Token
+    from websockets.sync.client import connect
+
+    from tests.processes import wait_until
+
+    port = processes.start_daphne(PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"), METRICS_TOKEN="tok")
+
+    def connections() -> float:
+        response = requests.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer tok"},
+                                timeout=10)
+        return _samples(response.text)[("realtime_websocket_connections", ())]
+
+    job = make_job(job_type="audio_generation")
+    token = Token.objects.create(user=job.project.owner)
+    with connect(f"ws://127.0.0.1:{port}/ws/jobs/{job.pk}/?token={token.key}", open_timeout=10) as socket:
+        assert '"status"' in socket.recv(timeout=10)  # the snapshot
+        assert connections() == 1
+    wait_until(lambda: connections() == 0, 10, message="the gauge to drop")
