@@ -24,6 +24,7 @@ def main(argv: list[str]) -> int:
     artifacts.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TEST_ARTIFACTS_DIR", str(artifacts))
     os.environ.setdefault("MEDIA_ROOT", str(artifacts / "media"))
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(artifacts / "prometheus"))
     if os.environ.get("DATABASE_URL", "").startswith("postgres"):
         os.environ.setdefault("DATABASE_TEST_NAME", f"test_vg_{run_id}")
     else:
