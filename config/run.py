@@ -72,7 +72,7 @@ def main() -> int:
     try:
         manage = [sys.executable, "manage.py"]
         subprocess.run(manage + ["migrate", "--noinput", "-v", "0"], check=True)
-        subprocess.run(manage + ["metrics", "reset"], check=True)  # counters start at zero per deployment
+        subprocess.run(manage + ["metrics", "reset"], check=False)  # counters start at zero per deployment
         subprocess.run(manage + ["bootstrap", "--url", f"http://127.0.0.1:{port}/"], check=True)
         for name, command in _commands(port).items():
             children[name] = subprocess.Popen(command, start_new_session=True)
