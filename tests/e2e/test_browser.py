@@ -202,8 +202,17 @@ def test_browser__cancel_long_job_from_the_page(live, browser, user):
     # The cancelled job stays cancelled: no late progress from the worker moves the page again.
     time.sleep(2)
     assert page.locator('[data-field="status"]').inner_text() == "cancelled"
-    assert_not_reloaded(page)
     screenshot(page, "cancelled")
+
+    # Retry from the page starts a second attempt, live, and it can be cancelled again.
+    page.get_by_role("button", name="Retry job").click()
+    page.locator('body[data-status="processing"]').wait_for(timeout=30_000)
+    assert page.locator('[data-field="attempt"]').inner_text() == "2"
+    assert page.get_by_role("button", name="Cancel job").is_visible()
+    page.get_by_role("button", name="Cancel job").click()
+    page.locator('[data-field="status"]').filter(has_text="cancelled").wait_for(timeout=5_000)
+    assert GenerationJob.objects.get(pk=job_id).attempts == 2
+    assert_not_reloaded(page)
 
 
 def test_browser__page_reconnects_after_daphne_restart(live, browser, user):
