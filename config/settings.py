@@ -137,17 +137,29 @@ REDIS_APP_URL = redis_url_with_db(REDIS_URL, _REDIS_BASE_DB + 2)
 # Two deployments (or two test runs) sharing one Redis stay apart by key prefix.
 REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "vg")
 
+# --- realtime: the channel layer (figures: bench/ws_fanout.py, docs/jobsocket.md) ---------------------
+# RedisPubSubChannelLayer is the default: each daphne process subscribes once per group and fans out in
+# memory, where RedisChannelLayer writes one Redis list entry per watcher per message. Measured on this
+# 2-core machine (one daphne, loopback clients) see docs/jobsocket.md; pub/sub was far ahead whenever
+# one job has many watchers. Both are at-most-once; clients recover via the snapshot and `resume`.
+# A slow client cannot make others lose messages with either: pub/sub queues per consumer in the daphne
+# process (the slow socket's own buffer grows), and the core layer's capacity is per consumer channel.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "channels_redis.core.RedisChannelLayer"),
+        "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "channels_redis.pubsub.RedisPubSubChannelLayer"),
         "CONFIG": {
             "hosts": [REDIS_CHANNELS_URL],
             "prefix": f"{REDIS_KEY_PREFIX}:asgi",
-            # A job reports at most JOBS_PROGRESS_EVENTS_PER_S events a second; 1,000 buffered
-            # messages per consumer channel covers a slow client for well over a minute.
+            # The rest applies to channels_redis.core.RedisChannelLayer only (pub/sub ignores it).
+            # Messages buffered per consumer channel: a job pushes at most JOBS_PROGRESS_EVENTS_PER_S
+            # (10) a second, and a project stream a few jobs' worth; 1,000 is well over a minute of a
+            # stalled client. Past it that one client misses pushes and its consumer refills the gap
+            # from JobEvent on the next message.
             "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000),
+            # A message nobody read within 60 s is stale (the client reconnects and resumes by seq).
             "expiry": env_int("CHANNEL_LAYER_EXPIRY", 60),
-            "group_expiry": 86400,
+            # Group membership of a consumer whose process died without leaving: one day.
+            "group_expiry": env_int("CHANNEL_LAYER_GROUP_EXPIRY", 86400),
         },
     }
 }
