@@ -33,9 +33,48 @@ def main(argv: list[str]) -> int:
     try:
         return subprocess.call([sys.executable, "-m", "pytest", *argv])
     finally:
+        _drop_leftover_test_database()
+        _delete_redis_keys(os.environ["REDIS_KEY_PREFIX"])
         if redis_proc is not None:
             redis_proc.terminate()
             redis_proc.wait(10)
+
+
+def _delete_redis_keys(prefix: str) -> None:
+    """Remove what this run left in Redis (unconsumed task messages, channel-layer groups, locks)."""
+    url = os.environ.get("REDIS_URL", "")
+    if not url or not prefix.startswith("test-"):
+        return
+    try:
+        import redis
+
+        from .env import redis_db_of, redis_url_with_db
+
+        base = redis_db_of(url)
+        for db in (base, base + 1, base + 2):
+            client = redis.Redis.from_url(redis_url_with_db(url, db), socket_timeout=5)
+            batch = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            for start in range(0, len(batch), 500):
+                client.delete(*batch[start:start + 500])
+            client.close()
+    except Exception as exc:  # best effort, like the database clean-up
+        print(f"could not clean Redis keys {prefix}*: {exc}", file=sys.stderr)
+
+
+def _drop_leftover_test_database() -> None:
+    """pytest-django cannot drop a test database that a stray connection still holds; force it."""
+    url = os.environ.get("DATABASE_URL", "")
+    name = os.environ.get("DATABASE_TEST_NAME", "")
+    if not url.startswith("postgres") or not name.startswith("test_vg_"):
+        return
+    try:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    except Exception as exc:  # best effort: a leftover database is untidy, not a test failure
+        print(f"could not drop {name}: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

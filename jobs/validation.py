@@ -14,7 +14,8 @@ def validate_job_input(*, job_type: str, params: dict | None, script: str | None
     try:
         clean = validate_params(job_type, params)
         if script is not None:
-            validate_script(script, PipelineConfig.from_env())
+            # The job's own scene limit applies before it starts, not only in its parse stage.
+            validate_script(script, PipelineConfig.from_env(), max_scenes=clean.get("max_scenes"))
     except ValidationError as exc:
         raise InvalidJobInput(exc.field, exc.message) from None
     return clean

@@ -196,3 +196,11 @@ def test_project_delete__cancels_unfinished_jobs_first(captured_events) -> None:
     job = make_processing_job()
     project_delete(project=job.project)
     assert [e.status for e in captured_events if e.job_id == str(job.pk)][-1] == "cancelled"
+
+
+def test_job_create__scene_limit_of_the_params_is_checked_before_the_job_exists() -> None:
+    project = make_project(script="\n\n".join(f"Paragraph number {i}." for i in range(5)))
+    with pytest.raises(InvalidJobInput) as info:
+        services.job_create(project=project, job_type="image_generation", params={"max_scenes": 3})
+    assert info.value.field == "script" and "maximum is 3" in info.value.message
+    assert not project.jobs.exists()
