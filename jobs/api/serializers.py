@@ -80,7 +80,23 @@ class JobCreateSerializer(serializers.Serializer):
     )
 
 
-class JobListFilterSerializer(serializers.Serializer):
+class StrictQuerySerializer(serializers.Serializer):
+    """Query parameters where `?name=` and a repeated `?name=a&name=b` are errors, not silently ignored."""
+
+    def to_internal_value(self, data):  # type: ignore[no-untyped-def]
+        errors = {}
+        for name in self.fields:
+            values = data.getlist(name) if hasattr(data, "getlist") else []
+            if len(values) > 1:
+                errors[name] = ["Give this parameter once."]
+            elif values == [""]:
+                errors[name] = ["May not be blank; leave the parameter out instead."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
+
+
+class JobListFilterSerializer(StrictQuerySerializer):
     """Query parameters of GET /api/jobs/; bad values answer 400 naming the parameter."""
 
     project_id = serializers.UUIDField(required=False, help_text="Only this project's jobs.")
@@ -94,7 +110,7 @@ class JobListFilterSerializer(serializers.Serializer):
     )
 
 
-class JobEventsQuerySerializer(serializers.Serializer):
+class JobEventsQuerySerializer(StrictQuerySerializer):
     after_seq = serializers.IntegerField(
         required=False, default=0, min_value=0, max_value=2**31 - 1,
         help_text="Only events with a larger seq (resume after the last one you saw).",

@@ -27,8 +27,8 @@ from .serializers import (
 )
 
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
-LOCATION = OpenApiParameter("Location", OpenApiTypes.URI, OpenApiParameter.HEADER, response=[201],
-                            description="The new job's URL.")
+LOCATION = OpenApiParameter("Location", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[201],
+                            description="The new job's path, e.g. `/api/jobs/{id}/`.")
 
 
 class JobObjectMixin:

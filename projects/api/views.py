@@ -19,7 +19,7 @@ PROJECT_ID = OpenApiParameter("project_id", OpenApiTypes.UUID, OpenApiParameter.
 
 @extend_schema_view(
     get=extend_schema(summary="List your projects, newest first",
-                      responses={200: ProjectSerializer(many=True), **error_responses(401, 404)}),
+                      responses={200: ProjectSerializer(many=True), **error_responses(400, 401, 404)}),
     post=extend_schema(summary="Create a project",
                        responses={201: ProjectSerializer, **error_responses(400, 401, 403, 413, 415)}),
 )
