@@ -9,6 +9,7 @@ from JobEvent, so a client sees every seq exactly once, in order.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from jobs import metrics
 from jobs import selectors as job_selectors
 from jobs.exceptions import JobNotFound, ProjectNotFound
 from jobs.models import GenerationJob, JobEvent
@@ -27,6 +29,10 @@ CLOSE_NOT_FOUND = 4404
 SEQ_MAX = 2**31 - 1  # JobEvent.seq is a PositiveIntegerField
 REPLAY_BATCH = 500
 PROJECT_SNAPSHOT_LIMIT = 100  # the newest jobs of a project sent on connect (as the REST page size)
+
+# A pub/sub subscription takes effect a moment after group_add returns; an event committed in that
+# instant reaches neither the snapshot nor the live stream. One re-read this long after connect closes it.
+CATCH_UP_AFTER_S = 1.0
 
 HELP = 'send "ping", "refresh", or JSON {"type": "ping"|"refresh"|"resume", "after_seq": N}'
 
@@ -69,6 +75,11 @@ def _project_job(project_id: str, job_id: Any) -> str | None:
         return None
     found = job_selectors.jobs_for_project(project_id=project_id).filter(pk=job_id).values_list("pk", flat=True).first()
     return str(found) if found else None
+
+
+@database_sync_to_async
+def _latest_seqs(job_ids: list[str]) -> dict[str, int]:
+    return {str(pk): seq for pk, seq in GenerationJob.objects.filter(pk__in=job_ids).values_list("pk", "seq")}
 
 
 @database_sync_to_async
@@ -133,7 +144,37 @@ class JobStatusConsumer(AsyncJsonWebsocketConsumer):
             return
         self.user = user
         self.authorized = True
+        metrics.ws_connections_inc()
         await self.send_snapshots(snapshots)
+        unfinished = [m["job_id"] for m in snapshots if m["status"] in ("queued", "processing")]
+        if unfinished:
+            self._catch_up = asyncio.get_running_loop().call_later(
+                CATCH_UP_AFTER_S, lambda: asyncio.ensure_future(self._request_catch_up(unfinished)))
+
+    async def _request_catch_up(self, job_ids: list[str]) -> None:
+        # Through our own channel, so the check runs in turn with live messages, never beside them.
+        try:
+            await self.channel_layer.send(self.channel_name, {"type": "job.catchup", "job_ids": job_ids})
+        except Exception:  # the connection may be gone; a missed catch-up only delays to the next event
+            pass
+
+    async def job_catchup(self, event: dict[str, Any]) -> None:
+        """Replay whatever was committed while the subscription was being set up."""
+        job_ids = [j for j in event.get("job_ids") or [] if isinstance(j, str)]
+        for job_id, seq in (await _latest_seqs(job_ids)).items():
+            last = self.last_seq.get(job_id, 0)
+            if seq > last:
+                sent = await self.replay(job_id, last)
+                if sent is not None:
+                    self.last_seq[job_id] = max(last, sent)
+
+    async def disconnect(self, code: int) -> None:
+        timer = getattr(self, "_catch_up", None)
+        if timer is not None:
+            timer.cancel()
+        if self.authorized:
+            metrics.ws_connections_dec()
+        await super().disconnect(code)
 
     async def send_snapshots(self, snapshots: list[dict[str, Any]] | None = None) -> None:
         if snapshots is None:

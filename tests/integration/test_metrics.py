@@ -259,7 +259,6 @@ def test_metrics__real_worker_and_daphne_record_into_the_shared_directory(proces
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(strict=True, reason="realtime/consumers.py does not call ws_connections_inc/dec yet")
 def test_metrics__websocket_connections_gauge_follows_open_sockets(processes, tmp_path) -> None:
     import requests
     from rest_framework.authtoken.models import Token

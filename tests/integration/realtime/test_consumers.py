@@ -361,3 +361,20 @@ async def group_members(group: str) -> int:
     key = layer._group_key(group)
     async with layer.connection(layer.consistent_hash(group)) as connection:
         return await connection.zcard(key)
+
+
+async def test_job_socket__an_event_whose_push_was_lost_right_after_connect_arrives_by_catch_up(watcher: Watcher) -> None:
+    # Given a connected client, and an event committed while the push path is unavailable (the instant
+    # before a pub/sub subscription takes effect looks the same to the client: no live message)
+    job = await database_sync_to_async(make_processing_job)(owner=watcher.user)
+    socket = watcher.token_socket(f"/ws/jobs/{job.pk}/")
+    snapshot = await open_socket(socket)
+    listeners.unregister_listener(publish.on_event_committed)
+    try:
+        await database_sync_to_async(services.job_cancel)(job_id=job.pk)
+    finally:
+        listeners.register_listener(publish.on_event_committed)
+    # Then the consumer's catch-up re-read delivers it without any client action
+    message = await socket.receive_json_from(timeout=5)
+    assert (message["seq"], message["status"]) == (snapshot["seq"] + 1, "cancelled")
+    await socket.disconnect()
