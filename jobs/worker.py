@@ -16,6 +16,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.conf import settings
+from django import db
 from django.db import connections
 
 from . import leases, metrics, pipeline, services, states
@@ -26,8 +27,11 @@ from .progress import ProgressCoalescer
 
 logger = logging.getLogger(__name__)
 
-# Errors worth another try: the pipeline's transient class and the stdlib's network failures.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (pipeline.TransientError, ConnectionError, TimeoutError)
+# Errors worth another try: the pipeline's transient class, the stdlib's network failures, and a database
+# connection that went away (a PostgreSQL restart or failover, pg_terminate_backend): a retry reconnects.
+DB_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (db.OperationalError, db.InterfaceError)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (pipeline.TransientError, ConnectionError, TimeoutError,
+                                                     *DB_CONNECTION_ERRORS)
 # How often check_cancelled may read the job row; stages call it in tight loops.
 CANCEL_CHECK_INTERVAL_S = 0.25
 
@@ -49,6 +53,17 @@ def contract_result(job_id: object, job_type: str, out_dir: Path) -> dict[str, A
         for a in result["artifacts"]
     ]
     return result
+
+
+def drop_broken_connections() -> None:
+    """Close this thread's database connections that failed, so the next query opens a fresh one.
+
+    Django only does this between requests (and Celery between tasks); a stage or heartbeat that carries on
+    after a lost connection would otherwise fail on the dead one forever.
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and not conn.in_atomic_block and not conn.is_usable():
+            conn.close()
 
 
 def retry_delay(retries: int, conf: JobSettings) -> float:
@@ -144,6 +159,7 @@ class Heartbeat(threading.Thread):
             ctx.coalescer.flush_if_due()
         except Exception:  # a missed beat is retried next interval; the stage itself carries on
             logger.exception("job %s: heartbeat failed", ctx.job_id, extra={"job_id": ctx.job_id})
+            drop_broken_connections()
 
     def stop(self) -> None:
         self.stopped.set()
@@ -225,6 +241,9 @@ class JobStageTask(Task):
             return {"job_id": job_id, "stage": stage, "outcome": "timed out"}
         except TRANSIENT_ERRORS as exc:
             message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            if isinstance(exc, DB_CONNECTION_ERRORS):
+                drop_broken_connections()
+                message = "the database connection was lost"  # not the driver's text, which is for the logs
             if self.request.retries < conf.RETRY_MAX:
                 delay = retry_delay(self.request.retries, conf)
                 # Park the stage lease for the backoff, so the reaper does not take the quiet job for lost.

@@ -265,6 +265,21 @@ class JobStatusConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(message)
         self.last_seq[job_id] = seq
 
+    async def layer_resync(self, event: dict[str, Any]) -> None:
+        """The channel layer was disconnected (realtime.layers): send what was recorded meanwhile."""
+        if not self.authorized:
+            return
+        for message in await self.load_snapshots(self.user) or []:
+            job_id = message["job_id"]
+            last = self.last_seq.get(job_id)
+            if last is None:  # a project's job created while we were deaf
+                await self.send_json(message)
+                self.last_seq[job_id] = message["seq"]
+            elif message["seq"] > last:
+                sent = await self.replay(job_id, last)
+                if sent is not None:
+                    self.last_seq[job_id] = max(last, sent)
+
     async def send_error(self, text: str) -> None:
         await self.send_json(events.error_message(text))
 

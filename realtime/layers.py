@@ -1,0 +1,72 @@
+"""channels-redis's pub/sub channel layer, plus a resync signal after its Redis connection comes back.
+
+Redis pub/sub keeps nothing for a subscriber that is away: while the connection is down (Redis restarted,
+a network blip) every push to this process's groups is lost, and redis-py re-subscribes silently. A client
+whose job finished meanwhile would wait forever on an open socket. So once the receive loop reads again
+after a failure, each local consumer gets a `layer.resync` message and catches up from JobEvent
+(consumers.JobStatusConsumer.layer_resync), the same way it fills a gap between two pushes.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
+from channels_redis.utils import _wrap_close
+
+logger = logging.getLogger(__name__)
+
+RESYNC_EVENT = {"type": "layer.resync"}
+RETRY_PAUSE_S = 1.0  # as channels-redis: one failed read, then a pause before the next try
+
+
+class _ResyncingShard(RedisSingleShardConnection):
+    async def _do_receiving(self) -> None:
+        broken = False
+        while True:
+            try:
+                if self._pubsub and self._pubsub.subscribed:
+                    message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+                    if broken:
+                        # The read succeeded, so redis-py reconnected and re-sent our SUBSCRIBEs first:
+                        # every push from now on arrives; what was published before is in the database.
+                        broken = False
+                        logger.warning("realtime: channel layer reconnected; resyncing local consumers")
+                        self._announce_resync()
+                    self._receive_message(message)
+                else:
+                    await asyncio.sleep(0.1)
+            except (asyncio.CancelledError, asyncio.TimeoutError, GeneratorExit):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - as channels-redis: keep the loop alive
+                if not broken:
+                    logger.warning("realtime: channel layer connection lost: %r", exc)
+                broken = True
+                await asyncio.sleep(RETRY_PAUSE_S)
+
+    def _announce_resync(self) -> None:
+        layer = self.channel_layer  # the per-loop layer: its `channels` are this process's consumers
+        data = layer.channel_layer.serialize(RESYNC_EVENT)
+        for queue in list(layer.channels.values()):
+            queue.put_nowait(data)
+
+
+class _ResyncingLoopLayer(RedisPubSubLoopLayer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._shards = [_ResyncingShard(shard.host, self) for shard in self._shards]
+
+
+class ResyncingPubSubChannelLayer(RedisPubSubChannelLayer):
+    """RedisPubSubChannelLayer whose consumers are told to resync after a lost Redis connection."""
+
+    def _get_layer(self) -> RedisPubSubLoopLayer:
+        loop = asyncio.get_running_loop()
+        try:
+            return self._layers[loop]
+        except KeyError:
+            layer = _ResyncingLoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            self._layers[loop] = layer
+            _wrap_close(self, loop)
+            return layer

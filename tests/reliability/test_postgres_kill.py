@@ -1,0 +1,53 @@
+"""PostgreSQL connections terminated (pg_terminate_backend) mid-job: workers recover and the jobs finish."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.db import connection
+
+from jobs import states
+from jobs.models import GenerationJob
+from tests.processes import wait_until
+
+from .conftest import LIMITS, Watchers, assert_settled, owned_jobs
+
+pytestmark = [pytest.mark.slow, pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
+
+
+def terminate_other_backends() -> int:
+    """Kill every connection to the test database except this process's own; how many went."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def test_postgres_kill__terminated_connections_mid_job_jobs_still_complete(processes, periodic_tasks, backend):
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_terminate_backend needs PostgreSQL")
+    # Given running jobs (the worker, beat and daphne all holding connections), watched over websockets
+    env = {**LIMITS, "JOBS_MAX_ATTEMPTS": "5", "SD_API_URL": backend.url}
+    port = processes.start_daphne(**env)
+    worker = processes.start_worker(concurrency=2, **env)
+    processes.start_beat(**env)
+    jobs, token = owned_jobs(tuple(f"Market [slow:0.4] scene {n}." for n in range(6)), count=3)
+    job_ids = [str(job.pk) for job in jobs]
+    watchers = Watchers.for_jobs(port, jobs, token, timeout=90).start()
+
+    # When every other connection to the database is terminated, three times, while stages run
+    wait_until(lambda: GenerationJob.objects.filter(pk__in=job_ids, status=states.PROCESSING, progress__gt=10).exists(),
+               60, interval=0.05, message="a job to be in the middle of its images")
+    terminated = []
+    for _ in range(3):
+        terminated.append(terminate_other_backends())
+        time.sleep(1.0)
+
+    # Then the worker recovers and every job completes
+    wait_until(lambda: not GenerationJob.objects.filter(pk__in=job_ids).exclude(status__in=states.TERMINAL).exists(),
+               75, interval=0.5, message="every job to finish after the connections were killed")
+    done = assert_settled(job_ids, watchers)
+    assert terminated[0] > 0, "the worker's connections were there to kill"
+    assert {job.status for job in done.values()} == {states.COMPLETED}, {
+        j: (job.status, job.error_message) for j, job in done.items()}
+    assert worker.poll() is None and processes.procs["daphne"].poll() is None
