@@ -147,7 +147,8 @@ REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "vg")
 # process (the slow socket's own buffer grows), and the core layer's capacity is per consumer channel.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "channels_redis.pubsub.RedisPubSubChannelLayer"),
+        # realtime.layers: the pub/sub layer that tells consumers to resync after a lost Redis connection.
+        "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "realtime.layers.ResyncingPubSubChannelLayer"),
         "CONFIG": {
             "hosts": [REDIS_CHANNELS_URL],
             "prefix": f"{REDIS_KEY_PREFIX}:asgi",
