@@ -219,7 +219,10 @@ def test_worker_jobs__stage_ignoring_cancel_is_terminated_after_grace_and_worker
 def test_worker_jobs__full_video_stage_failure_fails_the_job_once_and_stops_the_other_branch(
         processes, short_limits, backend):
     processes.start_worker(concurrency=2, SD_API_URL=backend.url, **LIMITS)
-    texts = ("Broken [perm] picture.",) + tuple(f"A long narrated scene number {n} with many words." for n in range(6))
+    # The image branch fails about a second in; the narration branch (45 scenes of espeak) is still running
+    # then, however the two tasks are scheduled, so it must notice the failure and stop early.
+    texts = ("Opening [slow:1] picture.", "Broken [perm] picture.") + tuple(
+        f"A long narrated scene number {n} with many words to speak." for n in range(43))
     job = create_job("full_video", texts)
 
     done = wait_status(job, states.TERMINAL, timeout=60)
