@@ -109,6 +109,9 @@ def _transition(
             job.started_at = now
             job.heartbeat_at = now
         elif target == states.QUEUED:
+            # Back to queued is always a new attempt (retry, lost worker, or a plain status update), so late
+            # updates of the old attempt are refused and progress starts over without "going down".
+            job.attempts += 1
             job.queued_at = now
             job.dispatched_at = None
             job.celery_task_id = ""
@@ -276,8 +279,7 @@ def job_retry(*, job_id: uuid.UUID | str) -> GenerationJob:
     """A failed or cancelled job goes back to queued as a new attempt (InvalidTransition otherwise)."""
 
     def mutate(job: GenerationJob) -> None:
-        job.attempts += 1
-        job.lost_count = 0
+        job.lost_count = 0  # the new attempt (counted by _transition) starts with a clean slate
 
     with transaction.atomic():
         current = _lock(job_id)
@@ -293,7 +295,6 @@ def job_requeue(*, job_id: uuid.UUID | str, reason: str, attempt: int | None = N
     """processing -> queued as a new attempt after its worker was lost (used by the reaper)."""
 
     def mutate(job: GenerationJob) -> None:
-        job.attempts += 1
         job.lost_count += 1
 
     return _transition(job_id, states.QUEUED, strict=False, attempt=attempt, message=reason, mutate=mutate)

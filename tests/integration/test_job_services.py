@@ -127,6 +127,19 @@ def test_stale_attempt__is_ignored() -> None:
     assert job.status == "queued" and job.attempts == 2 and job.lost_count == 1
 
 
+def test_job_update_status__requeue_of_a_processing_job_starts_a_new_attempt() -> None:
+    # processing -> queued is "a new attempt" whichever service call makes it; reusing the attempt number
+    # would let the old attempt's late updates through and make progress go down within one attempt.
+    job = make_processing_job()
+    services.job_report_progress(job_id=job.pk, progress=40, stage="Generating images")
+    requeued = services.job_update_status(job_id=job.pk, status="queued", message="operator requeue")
+    assert requeued is not None and requeued.attempts == 2 and requeued.progress == 0
+    assert services.job_report_progress(job_id=job.pk, progress=50, stage="late", attempt=1) is False
+    assert services.job_start(job_id=job.pk, attempt=1) is None
+    event = JobEvent.objects.filter(job=job).order_by("-seq").first()
+    assert (event.status, event.attempt) == ("queued", 2)
+
+
 def test_job_cancel__finished_job_raises_invalid_transition() -> None:
     job = make_processing_job()
     services.job_complete(job_id=job.pk, result={})
