@@ -44,7 +44,7 @@ def flood_once(project: Any, task: Any, prefix: str) -> dict[str, Any]:
     stamps = [t.timestamp() for t in JobEvent.objects.filter(job_id=job.pk, kind=JobEvent.PROGRESS)
               .order_by("seq").values_list("created_at", flat=True)]
     seqs = list(JobEvent.objects.filter(job_id=job.pk).order_by("seq").values_list("seq", flat=True))
-    return {
+    figures = {
         # The most progress events in any one-second window: a flood shorter than a second still shows
         # what one second of it wrote (dividing 2 events by 0.03 s would read as 60/s).
         "events_per_s_under_flood": peak_per_second(stamps),
