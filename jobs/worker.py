@@ -34,6 +34,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (pipeline.TransientError, Co
                                                      *DB_CONNECTION_ERRORS)
 # How often check_cancelled may read the job row; stages call it in tight loops.
 CANCEL_CHECK_INTERVAL_S = 0.25
+# Stages of a job type that run at the same time (jobs.dispatch's chord). They share the job's progress-event
+# rate (JOBS["PROGRESS_EVENTS_PER_S"] is per job), so each coalesces to its share.
+PARALLEL_STAGES: dict[str, frozenset[str]] = {states.FULL_VIDEO: frozenset({"images", "audio"})}
 
 
 def job_output_dir(job_id: object) -> Path:
@@ -75,11 +78,17 @@ def retry_delay(retries: int, conf: JobSettings) -> float:
 class JobStageContext:
     """A pipeline StageContext bound to one stage of one job attempt."""
 
-    def __init__(self, *, job_id: str, attempt: int, stage: str, conf: JobSettings) -> None:
+    def __init__(self, *, job_id: str, attempt: int, stage: str, conf: JobSettings, parallel: int = 1) -> None:
         self.job_id, self.attempt, self.stage = job_id, attempt, stage
-        self.coalescer = ProgressCoalescer(self._send, per_second=conf.PROGRESS_EVENTS_PER_S)
+        self.coalescer = ProgressCoalescer(self._send, per_second=conf.PROGRESS_EVENTS_PER_S / max(1, parallel))
         self._checked_at = 0.0
         self.stop_reason: str | None = None  # set by the heartbeat when the job is no longer ours
+
+    @classmethod
+    def for_stage(cls, *, job_id: str, job_type: str, attempt: int, stage: str, conf: JobSettings) -> JobStageContext:
+        """The context of one stage, its event rate shared with the stages running beside it."""
+        group = PARALLEL_STAGES.get(job_type, frozenset())
+        return cls(job_id=job_id, attempt=attempt, stage=stage, conf=conf, parallel=len(group) if stage in group else 1)
 
     def _send(self, progress: float, stage_text: str) -> None:
         services.job_report_progress(job_id=self.job_id, progress=progress, stage=stage_text, part=self.stage,
@@ -214,7 +223,7 @@ class JobStageTask(Task):
 
     def _execute(self, job: GenerationJob, attempt: int, stage: str, task_id: str, conf: JobSettings) -> dict[str, Any]:
         job_id = str(job.pk)
-        ctx = JobStageContext(job_id=job_id, attempt=attempt, stage=stage, conf=conf)
+        ctx = JobStageContext.for_stage(job_id=job_id, job_type=job.job_type, attempt=attempt, stage=stage, conf=conf)
         heartbeat = Heartbeat(ctx, task_id=task_id, conf=conf)
         heartbeat.start()
         lease_state = leases.DONE
