@@ -57,3 +57,22 @@ def test_admin__bulk_cancel_and_retry_report_counts(staff_client) -> None:
     assert "2 jobs re-queued. 1 skipped" in response.content.decode()
     running.refresh_from_db()
     assert running.status == "queued" and running.attempts == 2
+
+
+def test_admin__change_form_lists_events_inline_in_seq_order(staff_client) -> None:
+    job = make_processing_job()
+    services.job_report_progress(job_id=job.pk, progress=30, stage="Generating images (1/2)")
+    services.job_fail(job_id=job.pk, error_message="renderer exploded")
+    page = staff_client.get(reverse("admin:jobs_generationjob_change", args=[job.pk])).content.decode()
+    body = page[page.index('id="events-group"'):]  # the inline, not the job's own read-only fields above it
+    positions = [body.index(text) for text in ("Job created", "Started", "Generating images (1/2)", "renderer exploded")]
+    assert positions == sorted(positions)
+
+
+def test_admin__search_by_owner_and_celery_task_id(staff_client) -> None:
+    job, other = make_job(), make_job()
+    services.job_mark_dispatched(job_id=job.pk, task_id="celery-task-abc123")
+    url = reverse("admin:jobs_generationjob_changelist")
+    for query in (job.project.owner.username, "celery-task-abc123", str(job.pk)):
+        body = staff_client.get(url, {"q": query}).content.decode()
+        assert str(job.pk) in body and str(other.pk) not in body, query
