@@ -163,6 +163,15 @@ def live_holders(job_id: object, attempt: int) -> list[Lease]:
     return [lease for lease in stages(job_id, attempt) if lease.state != DONE and lease.holder_alive(now)]
 
 
+def handed_over_at(job_id: object, attempt: int) -> float | None:
+    """When the attempt's latest stage finished, if every stage lease is done (the next stage's message is
+    waiting in its queue, or the attempt ended); None while a stage runs or when no lease exists."""
+    leases = stages(job_id, attempt)
+    if not leases or any(lease.state != DONE for lease in leases):
+        return None
+    return max(lease.until for lease in leases) - KEY_TTL_S  # done leases are written with until = now + TTL
+
+
 @contextmanager
 def exclusive(name: str, ttl_s: float) -> Iterator[bool]:
     """A Redis lock (SET NX PX): yields True for the one holder, False for anyone else meanwhile."""

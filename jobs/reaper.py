@@ -7,6 +7,7 @@ service call, so even an unlocked second run could not requeue a job twice.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -79,6 +80,12 @@ def reap_jobs() -> ReapReport:
         for job_id, attempt, heartbeat_at in stale:
             # A stage waiting out a retry backoff keeps a live lease without heartbeating the row.
             if leases.live_holders(job_id, attempt):
+                continue
+            # Between stages nothing heartbeats: the next stage's message waits behind a backlog. Give it
+            # the patience a queued job gets before counting a lost worker (tests/reliability/test_api_load.py
+            # failed 200 jobs "worker lost 3 times" without this).
+            handed_over = leases.handed_over_at(job_id, attempt)
+            if handed_over is not None and time.time() - handed_over < conf.QUEUED_REDISPATCH_AFTER_S:
                 continue
             quiet_s = (now - heartbeat_at).total_seconds() if heartbeat_at else conf.STALE_AFTER_S
             outcome = job_record_lost_worker(job_id=str(job_id), attempt=attempt,

@@ -96,13 +96,15 @@ class Stream:
     """One websocket client: a job stream, or a project stream expecting `job_ids`."""
 
     url: str
-    job_ids: list[str]
+    job_ids: list[str] | None  # None: not known yet (a project stream opened before its jobs exist)
     project: bool = False
     views: dict[str, JobView] = field(default_factory=dict)
     connects: int = 0
     errors: list[str] = field(default_factory=list)
 
     def done(self) -> bool:
+        if self.job_ids is None:
+            return False
         return all(self.views.get(j) is not None and self.views[j].final is not None for j in self.job_ids)
 
     def resume_frames(self) -> list[dict[str, Any]]:
@@ -196,7 +198,7 @@ def assert_settled(job_ids: Iterable[Any], watchers: Watchers | None = None) -> 
     if watchers is not None:
         watchers.join()
         for stream in watchers.streams:
-            for job_id in stream.job_ids:
+            for job_id in stream.job_ids or ():
                 view = stream.views.get(job_id)
                 assert view is not None and view.final is not None, (
                     f"{stream.url} never saw job {job_id} finish; errors: {stream.errors[-5:]}")
