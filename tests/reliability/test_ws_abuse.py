@@ -71,7 +71,7 @@ async def ping_flood(url: str, count: int = 3000) -> None:
         assert answers.count("pong") == count // 2, answers[:5]
 
 
-async def connect_cycles(url: str, cycles: int = CYCLES, parallel: int = 10) -> None:
+async def connect_cycles(url: str, cycles: int = CYCLES, parallel: int = 20) -> None:
     """Connect, take the snapshot, disconnect: `cycles` times, `parallel` at once."""
 
     async def runner(n: int) -> None:
