@@ -148,6 +148,11 @@ def claim_stage(job_id: object, attempt: int, stage: str, task_id: str, ttl_s: f
     return HELD, get_stage(job_id, attempt, stage)
 
 
+def take_over_stage(job_id: object, attempt: int, stage: str, dead: Lease, task_id: str, ttl_s: float) -> bool:
+    """Replace a dead holder's lease with ours (compare-and-set: False if someone else changed it first)."""
+    return _cas(job_id, attempt, stage, dead.raw, _new(stage, task_id, RUNNING, ttl_s))
+
+
 def set_stage(job_id: object, attempt: int, stage: str, task_id: str, state: str, ttl_s: float) -> None:
     """Refresh (running), park (retrying, with the backoff in ttl_s) or finish (done) our stage lease."""
     key = _stages_key(job_id, attempt)

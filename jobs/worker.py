@@ -201,6 +201,12 @@ class JobStageTask(Task):
             raise Ignore()
 
         outcome, holder = leases.claim_stage(job_id, attempt, stage, task_id, conf.STALE_AFTER_S)
+        if (outcome == leases.LOST and first and job.status == states.QUEUED and holder is not None
+                and leases.take_over_stage(job_id, attempt, stage, holder, task_id, conf.STALE_AFTER_S)):
+            # The dead holder never started the job (it is still queued): no work was lost, just run it.
+            logger.info("job %s: taking over stage %s from a worker that died before starting it", job_id, stage,
+                        extra={"job_id": job_id, "attempt": attempt})
+            outcome = leases.CLAIMED
         if outcome == leases.LOST:
             from .reaper import job_record_lost_worker
 

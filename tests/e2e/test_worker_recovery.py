@@ -111,3 +111,26 @@ def test_worker_recovery__poison_job_is_failed_after_max_lost_workers(processes,
     # ... and still works.
     other = create_job("audio_generation")
     assert wait_status(other, states.TERMINAL, timeout=40).status == states.COMPLETED
+
+
+def test_worker_recovery__worker_that_died_after_claiming_but_before_starting_does_not_strand_the_job(
+        processes, short_limits_for_takeover):
+    # Given a queued, dispatched job whose first stage was claimed by a worker process that then died
+    # before it could start the job (its lease names a pid that no longer exists)
+    job = create_job("audio_generation")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lease = leases.Lease("parse", "task-of-the-dead-worker", dead.pid, leases.socket.gethostname(), leases.RUNNING,
+                         time.time() + 300)
+    leases.client().hset(leases._stages_key(job.pk, job.attempts), "parse", lease.raw)
+    # When a worker receives the job's task
+    processes.start_worker(concurrency=1, **LIMITS)
+    # Then it takes the stage over and the job completes in its first attempt, not queued forever
+    done = wait_status(job, states.TERMINAL, timeout=60)
+    assert (done.status, done.attempts, done.lost_count) == (states.COMPLETED, 1, 0)
+
+
+@pytest.fixture
+def short_limits_for_takeover(settings):
+    settings.JOBS = {**settings.JOBS, "STALE_AFTER_S": 5.0}
+    return settings
