@@ -1,8 +1,9 @@
 """Summarise a py-spy collapsed-stack profile (`py-spy record -f raw -o FILE`): top functions by share.
 
-    .venv/bin/python -m bench.profile_summary FILE [--top 15] [--match jobs/,realtime/]
+    .venv/bin/python -m bench.profile_summary FILE [--top 15] [--grep run_stage]
 
 Inclusive share = samples with the function anywhere on the stack; self share = samples where it is on top.
+`--grep TEXT` keeps only the stacks containing TEXT (shares are then of those samples).
 """
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("file")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--grep", default="")
     args = parser.parse_args()
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
     for line in open(args.file):
         stack, _, count = line.rstrip().rpartition(" ")
-        if not stack:
+        if not stack or args.grep not in stack:
             continue
         n = int(count)
         total += n
