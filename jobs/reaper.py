@@ -67,7 +67,9 @@ def reap_jobs() -> ReapReport:
     from .dispatch import dispatch_job
 
     conf = job_settings()
-    with leases.exclusive("reaper", ttl_s=max(60.0, conf.REAPER_INTERVAL_S * 4)) as acquired:
+    # The lock outlives a reaper killed mid-run; keep that pause short (every action below is a
+    # conditional update, so an overlap after expiry is harmless).
+    with leases.exclusive("reaper", ttl_s=max(5.0, conf.REAPER_INTERVAL_S * 2)) as acquired:
         if not acquired:
             logger.info("reaper: another run holds the lock; skipping")
             return ReapReport(ran=False)
