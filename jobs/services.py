@@ -13,6 +13,7 @@ import uuid
 from functools import partial
 from typing import Any, Callable
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -50,14 +51,8 @@ def trim_stage(stage: str | None) -> str:
 def _lock(job_id: uuid.UUID | str) -> GenerationJob:
     try:
         return GenerationJob.objects.select_for_update().get(pk=job_id)
-    except (GenerationJob.DoesNotExist, ValueError, TypeError):
+    except (GenerationJob.DoesNotExist, ValueError, TypeError, ValidationError):  # ValidationError: not a UUID
         raise JobNotFound(job_id) from None
-    except Exception as exc:  # a malformed UUID string raises ValidationError from the field
-        from django.core.exceptions import ValidationError
-
-        if isinstance(exc, ValidationError):
-            raise JobNotFound(job_id) from None
-        raise
 
 
 def _record_event(job: GenerationJob, *, kind: str, previous_status: str | None, message: str = "") -> JobEvent:
@@ -89,6 +84,7 @@ def _transition(
     attempt: int | None = None,
     message: str = "",
     mutate: Callable[[GenerationJob], None] | None = None,
+    refusal: str | None = None,
 ) -> GenerationJob | None:
     """Move a job to `target` under its row lock; None (logged) for a refused non-strict move."""
     with transaction.atomic():
@@ -97,9 +93,12 @@ def _transition(
             logger.info("job %s: ignoring %s from stale attempt %s (now %s)", job.pk, target, attempt, job.attempts,
                         extra={"job_id": str(job.pk)})
             return None
-        if not states.can_transition(job.status, target, retry=retry):
+        # An explicit retry is only the failed|cancelled -> queued move, never processing -> queued.
+        allowed = target in states.RETRY_TRANSITIONS.get(job.status, frozenset()) if retry else (
+            states.can_transition(job.status, target))
+        if not allowed:
             if strict:
-                raise InvalidTransition(job.pk, job.status, target)
+                raise InvalidTransition(job.pk, job.status, target, refusal and refusal.format(status=job.status))
             logger.info("job %s: ignoring late %s -> %s", job.pk, job.status, target, extra={"job_id": str(job.pk)})
             return None
         previous = job.status
@@ -160,14 +159,8 @@ def job_get(*, job_id: uuid.UUID | str) -> GenerationJob:
     """A job by id (no owner check; selectors.job_get_for_user scopes by owner)."""
     try:
         return GenerationJob.objects.select_related("project").get(pk=job_id)
-    except (GenerationJob.DoesNotExist, ValueError, TypeError):
+    except (GenerationJob.DoesNotExist, ValueError, TypeError, ValidationError):
         raise JobNotFound(job_id) from None
-    except Exception as exc:
-        from django.core.exceptions import ValidationError
-
-        if isinstance(exc, ValidationError):
-            raise JobNotFound(job_id) from None
-        raise
 
 
 def job_update_status(
@@ -281,12 +274,8 @@ def job_retry(*, job_id: uuid.UUID | str) -> GenerationJob:
     def mutate(job: GenerationJob) -> None:
         job.lost_count = 0  # the new attempt (counted by _transition) starts with a clean slate
 
-    with transaction.atomic():
-        current = _lock(job_id)
-        if current.status not in states.RETRYABLE:
-            raise InvalidTransition(current.pk, current.status, states.QUEUED,
-                                    f"job is {current.status}; only failed or cancelled jobs can be retried")
-        job = _transition(job_id, states.QUEUED, strict=True, retry=True, message="Retry requested", mutate=mutate)
+    job = _transition(job_id, states.QUEUED, strict=True, retry=True, message="Retry requested", mutate=mutate,
+                      refusal="job is {status}; only failed or cancelled jobs can be retried")
     assert job is not None
     return job
 
