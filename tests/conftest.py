@@ -44,3 +44,13 @@ def processes(transactional_db):
     group = ProcessGroup()
     yield group
     group.stop_all()
+
+
+@pytest.fixture(scope="module")
+def backend():
+    """A Stable Diffusion stand-in on loopback whose prompts choose its behaviour (tests/e2e/fake_backend.py)."""
+    from tests.e2e.fake_backend import FakeBackend
+
+    server = FakeBackend().start()
+    yield server
+    server.stop()

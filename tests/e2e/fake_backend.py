@@ -81,3 +81,8 @@ class FakeBackend:
         if (match := re.search(r"\[flaky:(\d+)\]", prompt)) and seen <= int(match.group(1)):
             return 503, {"error": "warming up"}
         return 200, {"images": [_png(int(payload.get("width", 64)), int(payload.get("height", 64)))]}
+
+
+def script(*texts: str) -> str:
+    """A script with one `# Scene N` per text (each text may carry the backend's markers)."""
+    return "\n\n".join(f"# Scene {n}\n{text}" for n, text in enumerate(texts, start=1)) + "\n"

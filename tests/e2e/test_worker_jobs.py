@@ -8,7 +8,7 @@ import pytest
 
 from jobs import leases, services, states
 from jobs.models import GenerationJob, JobEvent
-from tests.e2e.fake_backend import FakeBackend
+from tests.e2e.fake_backend import script
 from tests.factories import make_project, make_user
 from tests.processes import wait_until
 
@@ -27,17 +27,6 @@ LIMITS = {
 }
 SMALL = {"width": 320, "height": 180}
 PARAMS = {"image_generation": SMALL, "audio_generation": {}, "full_video": {**SMALL, "fps": 10}}
-
-
-def script(*texts: str) -> str:
-    return "\n\n".join(f"# Scene {n}\n{text}" for n, text in enumerate(texts, start=1)) + "\n"
-
-
-@pytest.fixture(scope="module")
-def backend():
-    server = FakeBackend().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -226,7 +215,7 @@ def test_worker_jobs__full_video_stage_failure_fails_the_job_once_and_stops_the_
     texts = ("Broken [perm] picture.",) + tuple(f"Part {n}: {long_text}" for n in range(44))
     job = create_job("full_video", texts)
 
-    done = wait_status(job, states.TERMINAL, timeout=60)
+    wait_status(job, states.TERMINAL, timeout=60)
     time.sleep(2.0)  # let the narration branch and the chord's assembly run into the failed job
 
     final = GenerationJob.objects.get(pk=job.pk)

@@ -13,18 +13,10 @@ from django.core.management import call_command
 from config.embedded_redis import free_port, start_embedded_redis
 from jobs import leases, states
 from jobs.models import GenerationJob
-from tests.e2e.fake_backend import FakeBackend
 from tests.e2e.test_worker_jobs import LIMITS, create_job, events, wait_status
 from tests.processes import ROOT, artifacts_dir, subprocess_env, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def backend():
-    server = FakeBackend().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 
 from jobs import services, states
 from jobs.models import GenerationJob, JobEvent
-from tests.e2e.fake_backend import FakeBackend
+from tests.e2e.fake_backend import script  # noqa: F401  (re-exported to the scenarios)
 from tests.factories import make_project, make_user
 
 # Worker/beat limits short enough that a lost worker is noticed within seconds.
@@ -36,18 +36,6 @@ LIMITS = {
     "JOBS_QUEUED_REDISPATCH_AFTER_S": "30",
 }
 TINY_IMAGES = {"width": 64, "height": 64}
-
-
-def script(*texts: str) -> str:
-    return "\n\n".join(f"# Scene {n}\n{text}" for n, text in enumerate(texts, start=1)) + "\n"
-
-
-@pytest.fixture(scope="module")
-def backend():
-    """A Stable Diffusion stand-in whose prompts choose the delay ([slow:S]), see tests/e2e/fake_backend.py."""
-    server = FakeBackend().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
