@@ -5,6 +5,7 @@ snapshot, a replayed JobEvent or a live push; tests check the shape against STAT
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from jobs import states
@@ -75,9 +76,18 @@ def replay_message(event: Any, job: Any) -> dict[str, Any]:
     )
 
 
+def encode(message: dict[str, Any]) -> str:
+    """A message as the JSON text frame clients receive (what AsyncJsonWebsocketConsumer.send_json sends)."""
+    return json.dumps(message)
+
+
 def group_event(message: dict[str, Any]) -> dict[str, Any]:
-    """Wrap a status message for group_send (the payload keeps its own `type`, so it is nested)."""
-    return {"type": JOB_STATUS_EVENT, "payload": message}
+    """Wrap a status message for group_send (the payload keeps its own `type`, so it is nested).
+
+    `text` is the frame already encoded once by the publisher, so a job watched by 1,000 sockets is not
+    JSON-encoded 1,000 times; consumers fall back to encoding `payload` when it is missing.
+    """
+    return {"type": JOB_STATUS_EVENT, "payload": message, "text": encode(message)}
 
 
 def pong_message() -> dict[str, str]:

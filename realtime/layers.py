@@ -52,6 +52,30 @@ class _ResyncingShard(RedisSingleShardConnection):
             queue.put_nowait(data)
 
 
+class _DecodeOnceSerializerProxy:
+    """The layer's serializer, but a group message put into N local queues is decoded once, not N times.
+
+    channels-redis puts the same bytes object into the queue of every local channel of a group and each
+    consumer's `receive` deserializes it; a job watched by 1,000 sockets was msgpack-decoded 1,000 times.
+    The consumers then share one dict: they read it and never mutate it (realtime/consumers.py).
+    """
+
+    def __init__(self, serializer: Any) -> None:
+        self._serializer = serializer
+        self._last: tuple[Any, Any] | None = None  # (raw bytes object, decoded message)
+
+    def serialize(self, message: Any) -> Any:
+        return self._serializer.serialize(message)
+
+    def deserialize(self, message: Any) -> Any:
+        last = self._last
+        if last is not None and last[0] is message:
+            return last[1]
+        decoded = self._serializer.deserialize(message)
+        self._last = (message, decoded)
+        return decoded
+
+
 class _ResyncingLoopLayer(RedisPubSubLoopLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -60,6 +84,10 @@ class _ResyncingLoopLayer(RedisPubSubLoopLayer):
 
 class ResyncingPubSubChannelLayer(RedisPubSubChannelLayer):
     """RedisPubSubChannelLayer whose consumers are told to resync after a lost Redis connection."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._serializer = _DecodeOnceSerializerProxy(self._serializer)
 
     def _get_layer(self) -> RedisPubSubLoopLayer:
         loop = asyncio.get_running_loop()
