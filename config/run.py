@@ -21,7 +21,7 @@ QUEUES = "video_generation,image_generation,audio_generation,maintenance"
 
 def _commands(port: str) -> dict[str, list[str]]:
     return {
-        "web": [str(BIN / "daphne"), "-b", os.environ.get("HOST", "127.0.0.1"), "-p", port, "config.asgi:application"],
+        "web": [sys.executable, "-m", "config.daphne", "-b", os.environ.get("HOST", "127.0.0.1"), "-p", port, "config.asgi:application"],
         "worker": [str(BIN / "celery"), "-A", "config", "worker", "-Q", QUEUES, "-l", "INFO",
                    "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"), "-n", f"worker-{os.getpid()}@%h"],
         "beat": [str(BIN / "celery"), "-A", "config", "beat", "-l", "INFO",

@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from django.conf import settings
 from django.db import connections
@@ -65,6 +66,7 @@ class ProcessGroup:
     def __init__(self) -> None:
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
+        self.pending: list[tuple[Callable[[], bool], float, str, str]] = []  # readiness not yet awaited
 
     def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = artifacts_dir() / f"{name}-{uuid.uuid4().hex[:6]}.log"
@@ -106,20 +108,49 @@ class ProcessGroup:
         except subprocess.TimeoutExpired:
             pass
 
-    def stop_all(self) -> None:
-        for name in list(self.procs):
-            self.stop(name, timeout=10.0)
+    def stop_all(self, timeout: float = 10.0) -> None:
+        """`stop` for every process at once: SIGTERM all, wait up to `timeout` for all, SIGKILL what is left."""
+        running = [name for name, proc in self.procs.items() if proc.poll() is None]
+        for name in running:
+            self.signal(name, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name in running:
+            try:
+                self.procs[name].wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for name, proc in self.procs.items():
+            self.signal(name, signal.SIGKILL)  # stragglers in the group (pool children)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def wait_ready(self, *names: str) -> None:
+        """Wait until the processes started with `wait=False` (all, or those named) are ready; they boot in parallel."""
+        waiting = [entry for entry in self.pending if not names or entry[3] in names]
+        self.pending = [entry for entry in self.pending if entry not in waiting]
+        for check, deadline, what, name in waiting:
+            _wait_for(check, max(0.0, deadline - time.monotonic()), what, self.procs[name], lambda n=name: self.log(n))
+
+    def _ready_when(self, name: str, check: Callable[[], bool], timeout: float, what: str, wait: bool) -> None:
+        if wait:
+            _wait_for(check, timeout, what, self.procs[name], lambda: self.log(name))
+        else:
+            self.pending.append((check, time.monotonic() + timeout, what, name))
 
     # --- the three kinds of process ------------------------------------------------------------------
 
     def start_worker(self, name: str = "worker", *, queues: str = ALL_QUEUES, concurrency: int = 2,
-                     ready_timeout: float = 60.0, extra_args: list[str] | None = None, **env: str) -> subprocess.Popen:
+                     ready_timeout: float = 60.0, extra_args: list[str] | None = None, wait: bool = True,
+                     **env: str) -> subprocess.Popen:
+        """A Celery worker; with `wait=False` its readiness is left to `wait_ready()`."""
         ready_file = artifacts_dir() / f"{name}-{uuid.uuid4().hex[:6]}.ready"
         command = [str(BIN / "celery"), "-A", "config", "worker", "-Q", queues, "-l", "INFO",
                    "--concurrency", str(concurrency), "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h",
                    "--without-gossip", "--without-mingle", *(extra_args or [])]
         proc = self.start(name, command, subprocess_env(WORKER_READY_FILE=str(ready_file), **env))
-        _wait_for(lambda: ready_file.exists(), ready_timeout, f"worker {name}", proc, lambda: self.log(name))
+        self._ready_when(name, ready_file.exists, ready_timeout, f"worker {name}", wait)
         return proc
 
     def start_beat(self, name: str = "beat", **env: str) -> subprocess.Popen:
@@ -129,10 +160,11 @@ class ProcessGroup:
         return self.start(name, command, subprocess_env(**env))
 
     def start_daphne(self, name: str = "daphne", *, port: int | None = None, ready_timeout: float = 60.0,
-                     **env: str) -> int:
+                     wait: bool = True, **env: str) -> int:
+        """A daphne on `port` (a free one by default); with `wait=False` its readiness is left to `wait_ready()`."""
         port = port or free_port()
-        command = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
-        proc = self.start(name, command, subprocess_env(**env))
+        command = [sys.executable, "-m", "config.daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
+        self.start(name, command, subprocess_env(**env))
 
         def answers() -> bool:
             try:
@@ -141,7 +173,7 @@ class ProcessGroup:
             except OSError:
                 return False
 
-        _wait_for(answers, ready_timeout, f"daphne {name}", proc, lambda: self.log(name))
+        self._ready_when(name, answers, ready_timeout, f"daphne {name}", wait)
         return port
 
 
