@@ -263,14 +263,17 @@ WEB_ENV = {"DATABASE_POOL": "1", "DATABASE_POOL_MIN": "2", "DATABASE_POOL_MAX": 
 WEB_PROCS = int(os.environ.get("BENCH_WEB_PROCS", "2"))
 
 
-def start_daphne(group: Any, name: str, app: str = "config.asgi:application", **env: str) -> int:
-    """Start one daphne process serving `app` on a free loopback port (tests/processes.py's way)."""
+def start_daphne(group: Any, name: str, app: str = "config.asgi:application", *, plain: bool = False,
+                 **env: str) -> int:
+    """Start one web process serving `app` on a free loopback port: `python -m config.daphne` as README tells
+    production (tests/processes.py's way), or with `plain` the stock `daphne` (for baselines)."""
     import socket
 
     from tests.processes import BIN, _wait_for, free_port, subprocess_env
 
     port = free_port()
-    proc = group.start(name, [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), app], subprocess_env(**env))
+    server = [str(BIN / "daphne")] if plain else [sys.executable, "-m", "config.daphne"]
+    proc = group.start(name, [*server, "-b", "127.0.0.1", "-p", str(port), app], subprocess_env(**env))
 
     def answers() -> bool:
         try:

@@ -1,6 +1,7 @@
 """Websocket fan-out benchmark: channels-redis RedisChannelLayer vs RedisPubSubChannelLayer.
 
-Scenarios (CONTRACT.md status messages through the real publisher, consumers and one daphne process):
+Scenarios (CONTRACT.md status messages through the real publisher and consumers, served as README tells
+production to serve websockets: one daphne process per core, clients balanced across them):
   one-job:   1 job x 1,000 watchers, 10 updates/s
   many-jobs: 100 jobs x 10 watchers, 100 updates/s in total (1/s per job)
 Clients are `websockets` asyncio clients with a token, spread over several processes, on loopback.
@@ -33,8 +34,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
     "core": "channels_redis.core.RedisChannelLayer",
-    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "pubsub": "realtime.layers.ResyncingPubSubChannelLayer",  # the production default (config/settings.py)
 }
+# How each is served. "pubsub" is production: our consumers (config.asgi) under `python -m config.daphne`.
+# "core" is the baseline the issue names: a plain consumer (bench/plain_asgi.py) under stock daphne.
+APPS = {"core": "bench.plain_asgi:application", "pubsub": "config.asgi:application"}
+SERVERS = {"core": "daphne", "pubsub": "config.daphne"}
 
 
 @dataclass(frozen=True)
@@ -59,15 +64,16 @@ async def client_main(config: dict) -> None:
 
     limit = asyncio.Semaphore(32)  # daphne's connect path does a few queries; do not stampede it
 
-    async def open_one(job_id: str):
+    async def open_one(index: int, job_id: str):
+        base = config["bases"][index % len(config["bases"])]  # what the balancer does: spread over daphnes
         async with limit:
-            ws = await connect(f"{config['base']}/ws/jobs/{job_id}/?token={config['token']}", open_timeout=120,
+            ws = await connect(f"{base}/ws/jobs/{job_id}/?token={config['token']}", open_timeout=120,
                                ping_interval=None, max_queue=None, compression=None)
             snapshot = json.loads(await ws.recv())
             assert snapshot["type"] == "status", snapshot
             return job_id, ws
 
-    sockets = await asyncio.gather(*(open_one(job_id) for job_id in config["jobs"]))
+    sockets = await asyncio.gather(*(open_one(i, job_id) for i, job_id in enumerate(config["jobs"])))
     print("READY", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     latencies: list[float] = []
@@ -176,19 +182,24 @@ def run_one(layer: str, scenario: Scenario, args: argparse.Namespace, db_path: P
     backend = LAYERS[layer]
     use_layer(backend, prefix)
     token, job_ids, project_id = make_jobs(scenario.jobs)
-    port = free_port()
+    ports = [free_port() for _ in range(args.daphnes)]
     env = dict(os.environ, CHANNEL_LAYER_BACKEND=backend, PYTHONUNBUFFERED="1")
-    daphne = subprocess.Popen([str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-                               "config.asgi:application"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    server_name = args.server or SERVERS[layer]
+    server = [sys.executable, "-m", "config.daphne"] if server_name == "config.daphne" else [
+        str(Path(sys.executable).parent / "daphne")]
+    daphnes = [subprocess.Popen([*server, "-b", "127.0.0.1", "-p", str(port),
+                                 APPS[layer]], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True) for port in ports]
     clients: list[subprocess.Popen] = []
     try:
-        wait_port(port, daphne)
+        for port, daphne in zip(ports, daphnes):
+            wait_port(port, daphne)
         assignments = [job_id for job_id in job_ids for _ in range(scenario.watchers_per_job)]
         shares = [assignments[i::args.client_procs] for i in range(args.client_procs)]
         listen_s = args.duration + args.grace
         for share in shares:
-            config = {"base": f"ws://127.0.0.1:{port}", "token": token, "jobs": share, "listen_s": listen_s}
+            config = {"bases": [f"ws://127.0.0.1:{port}" for port in ports], "token": token, "jobs": share,
+                      "listen_s": listen_s}
             clients.append(subprocess.Popen([sys.executable, __file__, "--client", json.dumps(config)], cwd=ROOT,
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
         connect_started = time.monotonic()
@@ -214,18 +225,21 @@ def run_one(layer: str, scenario: Scenario, args: argparse.Namespace, db_path: P
         for client in clients:
             if client.poll() is None:
                 client.kill()
-        daphne.terminate()
-        try:
-            daphne.wait(10)
-        except subprocess.TimeoutExpired:
-            daphne.kill()
+        for daphne in daphnes:
+            daphne.terminate()
+        for daphne in daphnes:
+            try:
+                daphne.wait(10)
+            except subprocess.TimeoutExpired:
+                daphne.kill()
     latencies.sort()
 
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
 
     return {
-        "layer": layer, "scenario": scenario.name, "connect_s": round(connect_s, 1),
+        "layer": layer, "scenario": scenario.name, "daphnes": len(ports), "server": server_name, "app": APPS[layer],
+        "connect_s": round(connect_s, 1),
         "published": sum(seqs.values()), "expected": expected, "received": received, "lost": expected - received,
         "lost_pct": round(100 * (expected - received) / expected, 2) if expected else 0.0,
         "p50_ms": round(pct(0.50), 1), "p99_ms": round(pct(0.99), 1),
@@ -251,6 +265,10 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of publishing per run")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds clients keep listening afterwards")
     parser.add_argument("--client-procs", type=int, default=3)
+    parser.add_argument("--daphnes", type=int, default=os.cpu_count() or 1,
+                        help="daphne processes (README: one per core), clients spread across them")
+    parser.add_argument("--server", choices=("config.daphne", "daphne"), default=None,
+                        help="override: python -m config.daphne (production) or stock daphne (baseline)")
     args = parser.parse_args()
     if args.client:
         asyncio.run(client_main(json.loads(args.client)))

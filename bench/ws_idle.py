@@ -15,8 +15,9 @@ from . import common
 CLIENT_PROCS = 4
 
 
-def hold(group: Any, name: str, app: str, count: int, job_id: str, token: str, **env: str) -> dict[str, Any]:
-    port = common.start_daphne(group, name, app, **env)
+def hold(group: Any, name: str, app: str, count: int, job_id: str, token: str, *, plain: bool = False,
+         **env: str) -> dict[str, Any]:
+    port = common.start_daphne(group, name, app, plain=plain, **env)
     pid = group.procs[name].pid
     clients = common.Clients()
     try:
@@ -71,7 +72,7 @@ def run(env: common.BenchEnv, quick: bool) -> dict[str, Any]:
         job_id = str(services.job_create(project=project, job_type="image_generation").pk)
     group = common.process_group()
     try:
-        base = hold(group, "ws-plain", "bench.plain_asgi:application", baseline_target, job_id, token,
+        base = hold(group, "ws-plain", "bench.plain_asgi:application", baseline_target, job_id, token, plain=True,
                     CHANNEL_LAYER_BACKEND="channels_redis.core.RedisChannelLayer")
         ours = hold(group, "ws-idle", "config.asgi:application", target, job_id, token, **common.WEB_ENV)
     finally:
