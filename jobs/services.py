@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, Callable
 
 from django.core.exceptions import ValidationError
@@ -296,22 +296,31 @@ SELECT id, project_id, job_type, seq, status, progress, current_stage, error_mes
 """
 
 
+@lru_cache(maxsize=1)
+def _report_progress_statement() -> tuple[str, str]:
+    """The statement with this project's table names, and the stage weights as its JSON parameter."""
+    import json
+
+    from django.db import connection
+
+    sql = _REPORT_PROGRESS_SQL.format(job=connection.ops.quote_name(GenerationJob._meta.db_table),
+                                      event=connection.ops.quote_name(JobEvent._meta.db_table))
+    return sql, json.dumps(_stage_weights())
+
+
 def _report_progress_one_statement(
     job_id: uuid.UUID | str, *, progress: float, stage: str | None, part: str | None, attempt: int | None
 ) -> bool:
-    import json
-
     from django.db import connection
 
     try:
         job_uuid = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
     except (ValueError, TypeError, AttributeError):
         raise JobNotFound(job_id) from None
-    sql = _REPORT_PROGRESS_SQL.format(job=connection.ops.quote_name(GenerationJob._meta.db_table),
-                                      event=connection.ops.quote_name(JobEvent._meta.db_table))
+    sql, weights = _report_progress_statement()
     params = {
         "id": job_uuid, "processing": states.PROCESSING, "attempt": attempt, "part": part or None,
-        "value": clamp_progress(progress), "weights": json.dumps(_stage_weights()),
+        "value": clamp_progress(progress), "weights": weights,
         "stage": trim_stage(stage) if stage is not None else None, "now": timezone.now(), "kind": JobEvent.PROGRESS,
     }
     with connection.cursor() as cursor:
