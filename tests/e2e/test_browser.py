@@ -53,8 +53,9 @@ document.addEventListener("DOMContentLoaded", () => {
 @pytest.fixture
 def live(processes):
     """A daphne server and one worker against the test database; returns (processes, base URL)."""
-    processes.start_worker(concurrency=2)
-    port = processes.start_daphne()
+    processes.start_worker(concurrency=2, wait=False)
+    port = processes.start_daphne(wait=False)
+    processes.wait_ready()
     return processes, f"http://127.0.0.1:{port}"
 
 

@@ -28,8 +28,8 @@ def periodic_tasks(settings):
 
 
 def test_worker_recovery__sigkilled_worker_job_completes_on_a_new_worker(processes, periodic_tasks, backend):
-    processes.start_worker("worker-a", concurrency=1, SD_API_URL=backend.url, **LIMITS)
     processes.start_beat(**LIMITS)
+    processes.start_worker("worker-a", concurrency=1, SD_API_URL=backend.url, **LIMITS)
     texts = tuple(f"Kill [slow:0.6] scene {n}." for n in range(5))
     job = create_job("image_generation", texts)
     wait_until(lambda: GenerationJob.objects.get(pk=job.pk).progress > 20, 30, message="the job to be running")
@@ -64,8 +64,8 @@ def test_worker_recovery__broker_down_at_create_job_is_dispatched_when_redis_is_
 
     redis_proc, _ = start_embedded_redis(artifacts_dir() / f"redis-{port}", port=port)
     try:
-        processes.start_worker(concurrency=1, REDIS_URL=redis_url, **LIMITS)
         processes.start_beat(REDIS_URL=redis_url, **LIMITS)
+        processes.start_worker(concurrency=1, REDIS_URL=redis_url, **LIMITS)
         done = wait_status(job, states.TERMINAL, timeout=60)
         assert done.status == states.COMPLETED, done.error_message
         assert done.celery_task_id and done.attempts == 1

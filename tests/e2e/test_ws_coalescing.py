@@ -17,8 +17,9 @@ STEPS = 10_000
 
 
 def test_ws_coalescing__10000_progress_reports_become_at_most_10_events_a_second(processes) -> None:
-    port = processes.start_daphne()
-    processes.start_worker(queues="maintenance", concurrency=1, extra_args=TEST_TASKS)
+    port = processes.start_daphne(wait=False)
+    processes.start_worker(queues="maintenance", concurrency=1, extra_args=TEST_TASKS, wait=False)
+    processes.wait_ready()
     job, token = new_job()
     per_second = job_settings().PROGRESS_EVENTS_PER_S
     assert per_second == 10

@@ -115,8 +115,9 @@ def test_ws_stream__full_video_job_from_snapshot_to_completed(processes) -> None
 
 
 def test_ws_stream__two_daphne_processes_receive_the_same_events(processes) -> None:
-    ports = [processes.start_daphne("daphne-a"), processes.start_daphne("daphne-b")]
-    processes.start_worker(queues="maintenance", concurrency=1, extra_args=TEST_TASKS)
+    ports = [processes.start_daphne("daphne-a", wait=False), processes.start_daphne("daphne-b", wait=False)]
+    processes.start_worker(queues="maintenance", concurrency=1, extra_args=TEST_TASKS, wait=False)
+    processes.wait_ready()
     job, token = new_job()
     both_connected = asyncio.Event()
     snapshots_seen = 0
@@ -143,8 +144,9 @@ def test_ws_stream__two_daphne_processes_receive_the_same_events(processes) -> N
 
 
 def test_ws_stream__disconnect_mid_job_then_resume_gets_exactly_the_missed_events(processes) -> None:
-    port = processes.start_daphne()
-    processes.start_worker(queues="maintenance", concurrency=1, extra_args=TEST_TASKS)
+    port = processes.start_daphne(wait=False)
+    processes.start_worker(queues="maintenance", concurrency=1, extra_args=TEST_TASKS, wait=False)
+    processes.wait_ready()
     job, token = new_job()
     url = job_url(port, job, token)
 

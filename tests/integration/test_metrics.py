@@ -229,8 +229,9 @@ def test_metrics__real_worker_and_daphne_record_into_the_shared_directory(proces
     from tests.processes import wait_until
 
     shared = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"), "METRICS_TOKEN": "scrape-token"}
-    processes.start_worker(concurrency=1, **shared)
-    port = processes.start_daphne(**shared)
+    processes.start_worker(concurrency=1, wait=False, **shared)
+    port = processes.start_daphne(wait=False, **shared)
+    processes.wait_ready()
 
     def scrape() -> dict:
         response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10,

@@ -23,9 +23,10 @@ def test_api_load__200_jobs_from_20_clients_all_complete_while_pool_processes_re
     # and 20 users, each watching their project's stream
     # The backlog is long: a job waits far longer than STALE_AFTER_S between its two stages.
     env = {**LIMITS, "JOBS_CREATE_RATE": "", "JOBS_QUEUED_REDISPATCH_AFTER_S": "300"}
-    port = processes.start_daphne(**env)
-    processes.start_worker(concurrency=2, extra_args=["--max-tasks-per-child", "3"], **env)
+    port = processes.start_daphne(wait=False, **env)
+    processes.start_worker(concurrency=2, extra_args=["--max-tasks-per-child", "3"], wait=False, **env)
     processes.start_beat(**env)
+    processes.wait_ready()
     owners = []
     for _ in range(CLIENTS):
         user = make_user()
@@ -60,7 +61,7 @@ def test_api_load__200_jobs_from_20_clients_all_complete_while_pool_processes_re
 
     # Then all 200 complete, exactly once each, and every client saw each of its jobs finish
     wait_until(lambda: not GenerationJob.objects.filter(pk__in=job_ids).exclude(status__in=states.TERMINAL).exists(),
-               200, interval=1.0, message="all 200 jobs to finish")
+               200, interval=0.25, message="all 200 jobs to finish")
     done = assert_settled(job_ids, watchers)
     assert len(done) == CLIENTS * JOBS_EACH
     assert {job.status for job in done.values()} == {states.COMPLETED}, {

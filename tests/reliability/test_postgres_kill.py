@@ -28,9 +28,10 @@ def test_postgres_kill__terminated_connections_mid_job_jobs_still_complete(proce
         pytest.skip("pg_terminate_backend needs PostgreSQL")
     # Given running jobs (the worker, beat and daphne all holding connections), watched over websockets
     env = {**LIMITS, "JOBS_MAX_ATTEMPTS": "5", "SD_API_URL": backend.url}
-    port = processes.start_daphne(**env)
-    worker = processes.start_worker(concurrency=2, **env)
+    port = processes.start_daphne(wait=False, **env)
+    worker = processes.start_worker(concurrency=2, wait=False, **env)
     processes.start_beat(**env)
+    processes.wait_ready()
     jobs, token = owned_jobs(tuple(f"Market [slow:0.4] scene {n}." for n in range(6)), count=3)
     job_ids = [str(job.pk) for job in jobs]
     watchers = Watchers.for_jobs(port, jobs, token, timeout=90).start()

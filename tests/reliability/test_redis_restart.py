@@ -47,9 +47,10 @@ def test_redis_restart__jobs_finish_and_watchers_converge(processes, periodic_ta
     # Given daphne, a worker and beat on the private Redis, and jobs created through the API and watched
     env = {**LIMITS, "REDIS_URL": private_redis["url"], "JOBS_MAX_ATTEMPTS": "10",
            "JOBS_QUEUED_REDISPATCH_AFTER_S": "5", "JOBS_CREATE_RATE": "", "SD_API_URL": backend.url}
-    port = processes.start_daphne(**env)
-    processes.start_worker(concurrency=2, **env)
+    port = processes.start_daphne(wait=False, **env)
+    processes.start_worker(concurrency=2, wait=False, **env)
     processes.start_beat(**env)
+    processes.wait_ready()
     user = make_user()
     token = token_for(user)
     project = make_project(owner=user, script=script(*(f"Harbour [slow:0.5] scene {n}." for n in range(4))))

@@ -97,8 +97,9 @@ async def abuse(url: str) -> None:
 
 def test_ws_abuse__daphne_survives_memory_bounded_other_clients_unaffected(processes):
     # Given daphne, and an ordinary client watching another user's job that reports progress for a while
-    port = processes.start_daphne()
-    processes.start_worker(queues="maintenance", concurrency=1, extra_args=TEST_TASKS)
+    port = processes.start_daphne(wait=False)
+    processes.start_worker(queues="maintenance", concurrency=1, extra_args=TEST_TASKS, wait=False)
+    processes.wait_ready()
     user = make_user()
     job = services.job_create(project=make_project(owner=user), job_type="image_generation", params={})
     watchers = Watchers.for_jobs(port, [job], token_for(user), timeout=120).start()
