@@ -6,6 +6,7 @@ reliably "in the middle" when the test strikes; beat runs the reaper every secon
 from __future__ import annotations
 
 import os
+import re
 import signal
 
 import psutil
@@ -14,13 +15,14 @@ import pytest
 from jobs import leases, services, states
 from jobs.models import GenerationJob, JobEvent
 from tests.factories import make_project, make_user
-from tests.processes import wait_until
+from tests.processes import ALL_QUEUES, wait_until
 
 from .conftest import LIMITS, TINY_IMAGES, Watchers, assert_settled, owned_jobs, script, token_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
 
 KILLS = 20
+STANDBYS = 3  # workers booting ahead: a boot takes longer than reaching the middle of a stage
 
 
 def running_stage_in(worker_pid: int, job_ids: list[str]) -> tuple[str, int] | None:
@@ -37,24 +39,55 @@ def running_stage_in(worker_pid: int, job_ids: list[str]) -> tuple[str, int] | N
     return None
 
 
+def start_standby(processes, name: str, env: dict[str, str]) -> None:
+    """Boot a worker that consumes only a queue of its own (empty) until `activate`: the next one to strike."""
+    processes.start_worker(name, queues=f"standby-{name}", concurrency=2, wait=False, **env)
+
+
+def activate(processes, name: str) -> None:
+    """Make a booted standby worker consume every job queue (a remote-control add_consumer, as an operator would)."""
+    from config.celery import app
+
+    processes.wait_ready(name)
+    node = wait_until(lambda: re.search(r"(\S+@\S+) ready\.", processes.log(name)), 30,
+                      message=f"{name} to log that it is ready").group(1)
+    for queue in ALL_QUEUES.split(","):
+        replies = app.control.add_consumer(queue, destination=[node], reply=True, timeout=10)
+        assert replies and "ok" in replies[0][node], replies
+    # A blocked BRPOP only sees the added queues when it returns (after up to a second): a no-op task on the
+    # standby queue returns it now.
+    app.send_task("celery.accumulate", args=[0], queue=f"standby-{name}")
+
+
 def test_worker_loss__20_sigkills_mid_job_every_job_completes(processes, periodic_tasks, backend):
     # Given a batch of jobs, watched over websockets, and a worker that may lose each job many times
-    env = {**LIMITS, "JOBS_MAX_ATTEMPTS": "100", "JOBS_QUEUED_REDISPATCH_AFTER_S": "6", "SD_API_URL": backend.url}
-    port = processes.start_daphne()
+    # A killed worker takes the two jobs its pool held out of play until their leases go stale, so how soon
+    # that is noticed sets the pace of the kills: heartbeats twice a second, stale after 2.5 s.
+    env = {**LIMITS, "JOBS_HEARTBEAT_INTERVAL_S": "0.5", "JOBS_STALE_AFTER_S": "2.5", "JOBS_MAX_ATTEMPTS": "100",
+           "JOBS_QUEUED_REDISPATCH_AFTER_S": "4", "SD_API_URL": backend.url}
+    port = processes.start_daphne(wait=False)
     processes.start_beat(**env)
+    names = [f"worker-{n}" for n in range(KILLS)] + ["worker-last"]
+    for name in names[:STANDBYS]:
+        start_standby(processes, name, env)
+    processes.wait_ready("daphne")
     jobs, token = owned_jobs(tuple(f"Kill [slow:0.4] scene {n}." for n in range(4)), count=6)
     job_ids = [str(job.pk) for job in jobs]
     watchers = Watchers.for_jobs(port, jobs, token, timeout=200).start()
 
-    # When the worker is SIGKILLed (process group: main process and pool) in the middle of a job, 20 times
+    # When the worker is SIGKILLed (process group: main process and pool) in the middle of a job, 20 times.
+    # Only one worker consumes at a time; the next ones boot meanwhile but take jobs only once activated.
     killed: list[tuple[str, int]] = []
     for n in range(KILLS):
-        worker = processes.start_worker(f"worker-{n}", concurrency=2, **env)
+        activate(processes, names[n])
+        worker = processes.procs[names[n]]
+        if n + STANDBYS < len(names):
+            start_standby(processes, names[n + STANDBYS], env)
         victim = wait_until(lambda: running_stage_in(worker.pid, job_ids), 60, interval=0.05,
                             message=f"a job running mid-stage in worker {n}")
-        processes.kill(f"worker-{n}")
+        processes.kill(names[n])
         killed.append(victim)
-    processes.start_worker("worker-last", concurrency=2, **env)
+    activate(processes, "worker-last")
     wait_until(lambda: not GenerationJob.objects.filter(pk__in=job_ids).exclude(status__in=states.TERMINAL).exists(),
                120, interval=0.5, message="every job to finish after the kills")
 
@@ -74,8 +107,9 @@ def test_worker_loss__20_sigkills_mid_job_every_job_completes(processes, periodi
 def test_worker_loss__poison_job_fails_after_max_attempts_others_unharmed(processes, periodic_tasks, backend):
     # Given a poison job (its images stage kills the pool process running it) among ordinary jobs
     env = {**LIMITS, "JOBS_MAX_ATTEMPTS": "3", "SD_API_URL": backend.url}
-    port = processes.start_daphne()
+    port = processes.start_daphne(wait=False)
     worker = processes.start_worker(concurrency=2, **env)
+    processes.wait_ready()
     user = make_user()
     poison = services.job_create(project=make_project(owner=user, script=script("Poison [slow:30] scene.")),
                                  job_type="image_generation", params=TINY_IMAGES)
