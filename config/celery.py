@@ -6,7 +6,7 @@ import os
 import time
 
 from celery import Celery
-from celery.signals import task_failure, task_postrun, task_prerun, task_retry, task_success
+from celery.signals import task_failure, task_postrun, task_prerun, task_retry, task_success, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -35,6 +35,39 @@ def _connect_readiness_probe(sender: Celery, **kwargs: object) -> None:
             os.unlink(ready_file)
         except FileNotFoundError:
             pass
+
+
+# --- Database connections of pool children ------------------------------------------------------------
+
+_pool_child_keeps_connections = False
+
+
+@worker_process_init.connect(weak=False)
+def _keep_db_connections(**_: object) -> None:
+    """In a pool child, let connections live across tasks (settings: CELERY_DB_REUSE_MAX)."""
+    from django.conf import settings
+    from django.db import connections
+
+    global _pool_child_keeps_connections
+    if not getattr(settings, "CELERY_DB_REUSE_MAX", None):
+        return
+    _pool_child_keeps_connections = True
+    for connection in connections.all():
+        connection.settings_dict["CONN_MAX_AGE"] = settings.WORKER_DB_CONN_MAX_AGE
+        connection.settings_dict["CONN_HEALTH_CHECKS"] = True
+
+
+@task_prerun.connect(weak=False)
+def _check_db_connections(**_: object) -> None:
+    """What Django does at each request start: drop a connection that failed or is too old, and arm the
+    health check (one `SELECT 1` before the task's first query) for one that is kept. Only in pool
+    children that keep connections: elsewhere (eager tasks inside a test's transaction) it would close the
+    caller's connection."""
+    if not _pool_child_keeps_connections:
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 # --- One structured log line per task lifecycle signal ------------------------------------------------

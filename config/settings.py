@@ -185,6 +185,12 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 10)
+# Pool children keep their PostgreSQL connection across tasks: celery's Django fix-up otherwise closes it
+# before and after every task, so every job task connected anew. config/celery.py health-checks the kept
+# connection at each task start and replaces it after an error or WORKER_DB_CONN_MAX_AGE seconds; the
+# fix-up still closes it every CELERY_DB_REUSE_MAX tasks. Web processes keep CONN_MAX_AGE = 0 (see above).
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 100)
+WORKER_DB_CONN_MAX_AGE = env_int("WORKER_DB_CONN_MAX_AGE", 60)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3540)
 CELERY_TASK_DEFAULT_QUEUE = "maintenance"

@@ -38,3 +38,16 @@ def report_progress_steps_task(job_id: str, steps: int, pause_s: float, last_pro
     services.job_complete(job_id=job_id, result={"artifacts": [], "steps": steps}, attempt=job.attempts)
     return {"outcome": "completed", "reports": steps, "sent": coalescer.sent,
             "duration_s": round(time.monotonic() - started, 3)}
+
+
+DB_PID_TASK_NAME = "tests.tasks_for_tests.db_backend_pid_task"
+
+
+@shared_task(name=DB_PID_TASK_NAME)
+def db_backend_pid_task() -> int:
+    """The PostgreSQL backend pid serving this task's queries (shows whether a connection was kept)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
