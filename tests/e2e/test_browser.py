@@ -228,7 +228,7 @@ def test_browser__cancel_long_job_from_the_page(live, browser, user):
 def test_browser__page_reconnects_after_daphne_restart(live, browser, user):
     processes, base = live
     port = int(base.rsplit(":", 1)[1])
-    project = make_project(owner=user, name="Restart film", script=long_script(50))
+    project = make_project(owner=user, name="Restart film", script=long_script(25))
     page = new_page(browser, base)
     log_in(page, "author")
     page.goto(f"/projects/{project.pk}/")
