@@ -27,7 +27,8 @@ def job_get_for_user(*, job_id: Any, user: Any) -> GenerationJob:
     """One of the user's jobs; JobNotFound for unknown ids and other users' jobs alike."""
     if not _valid_uuid(job_id):
         raise JobNotFound(job_id)
-    job = jobs_for_user(user=user).filter(pk=job_id).first()
+    # Not jobs_for_user(): one row needs no ordering, and not the project's columns (its script can be long).
+    job = GenerationJob.objects.filter(pk=job_id, project__owner=user).first()
     if job is None:
         raise JobNotFound(job_id)
     return job

@@ -65,6 +65,24 @@ class JobSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    # DRF builds a ModelSerializer's fields anew for every instance (model introspection, deep copies): for
+    # GET /api/jobs/{id}/ that was most of the serializer's cost. Every field here is read-only and its
+    # to_representation depends on neither the request nor the parent, so one set, built on a serializer of
+    # its own, serves all instances; the output is DRF's own, field by field.
+    _shared_fields: list[tuple[str, serializers.Field]] | None = None
+
+    def to_representation(self, instance: GenerationJob) -> dict:
+        cls = type(self)
+        shared = cls.__dict__.get("_shared_fields")
+        if shared is None:
+            shared = [(name, field) for name, field in cls(context={}).fields.items() if not field.write_only]
+            cls._shared_fields = shared
+        out = {}
+        for name, field in shared:
+            value = field.get_attribute(instance)
+            out[name] = None if value is None else field.to_representation(value)
+        return out
+
 
 class JobCreateSerializer(serializers.Serializer):
     """POST /api/jobs/ input; `params` are checked against the job type's schema by the job service."""
