@@ -1,9 +1,10 @@
 """ASGI entry point: HTTP through Django, websockets through realtime's auth and routing."""
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+from config.asgi_http import get_asgi_application  # noqa: E402
+
 django_asgi_app = get_asgi_application()
 
 # These need Django set up first.
