@@ -255,7 +255,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_MAX_BODY_BYTES", 1024 * 1024)
 REST_FRAMEWORK = {
     # Token first: DRF answers an anonymous request with the first class's WWW-Authenticate, so 401, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "config.api.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -270,6 +270,9 @@ REST_FRAMEWORK = {
 }
 # Per-user job creations, DRF rate syntax ("60/min", "1000/day"); empty turns the limit off.
 API_JOB_CREATE_RATE = env_str("JOBS_CREATE_RATE", "60/min")
+# Seconds a web process remembers which user an API token belongs to (config.api.CachedTokenAuthentication):
+# a deleted token or deactivated user is refused by other processes within this time. 0: no cache.
+API_TOKEN_CACHE_S = env_float("API_TOKEN_CACHE_S", 5.0)
 # Throttle counters live in Redis so every server process shares them.
 CACHES = {
     "default": {
