@@ -82,3 +82,23 @@ def test_group_event__carries_the_frame_clients_receive() -> None:
     event = events.group_event(message)
     assert event["payload"] == message and json.loads(event["text"]) == message
     assert event["text"] == json.dumps(message)  # what send_json would have sent
+
+
+async def test_inbox__fifo_and_wakes_its_one_reader() -> None:
+    from realtime.consumers import _Inbox
+
+    inbox = _Inbox()
+    reader = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    assert not reader.done()
+    inbox.put_nowait(1)
+    inbox.put_nowait(2)
+    assert await asyncio.wait_for(reader, 1) == 1
+    assert await inbox.get() == 2
+    cancelled = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    inbox.put_nowait(3)  # a cancelled reader leaves nothing behind
+    assert await asyncio.wait_for(inbox.get(), 1) == 3
