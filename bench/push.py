@@ -50,9 +50,9 @@ def run(env: common.BenchEnv, quick: bool) -> dict[str, Any]:
     from jobs.models import GenerationJob
     from realtime import publish
 
-    # Push costs one HTTP request per client per session, polling up to two a second, so the request ratio is
-    # a property of the watching time (about 1.3 polls/s per client got through here: 100x takes ~80 s of
-    # watching); the full run watches for 120 s and says so in BENCHMARKS.md.
+    # Push costs one HTTP request per client per session, polling two a second, so the request ratio is a
+    # property of the watching time (100x takes 50 s of watching when the polls get through); the full run
+    # watches for 120 s and says so in BENCHMARKS.md.
     duration = 10.0 if quick else 120.0
     user, token = common.make_user_with_token()
     project = common.make_project(user)
