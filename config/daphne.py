@@ -1,7 +1,7 @@
-"""`python -m config.daphne …`: daphne (same arguments, same ASGI application) with immediate TCP writes.
+"""`python -m config.daphne …`: daphne (same arguments, same ASGI application), tuned for many websockets.
 
-The changes are `install_optimistic_tcp_writes` and `GC_THRESHOLDS` below; README tells production to run the web processes
-this way, and bench/ws_fanout.py measures it against plain `daphne`.
+The two changes are `install_optimistic_tcp_writes` and `GC_THRESHOLDS` below. README tells production to
+run the web processes this way; bench/ws_fanout.py measures it against stock `daphne`.
 """
 from __future__ import annotations
 
