@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Min, Q, QuerySet, Subquery
 
 from .exceptions import JobNotFound
 from .models import GenerationJob, JobEvent
@@ -42,6 +42,19 @@ def jobs_for_project(*, project_id: Any, user: Any | None = None) -> QuerySet[Ge
     if user is not None:
         query = query.filter(project__owner=user)
     return query.order_by("-created_at")
+
+
+def job_timeline_events(*, job_id: Any) -> QuerySet[JobEvent]:
+    """A job's status events plus the first event of each (attempt, stage text), in seq order.
+
+    What the job page's timeline and the admin's event inline are built from: a job reporting progress
+    10 times a second has ~36,000 events an hour, of which only these can appear in a timeline (the first
+    event of each normalised stage is also the first of its raw stage text).
+    """
+    firsts = (JobEvent.objects.filter(job_id=job_id, kind=JobEvent.PROGRESS).values("attempt", "stage")
+              .annotate(first_seq=Min("seq")).values("first_seq"))
+    return JobEvent.objects.filter(job_id=job_id).filter(
+        Q(kind=JobEvent.STATUS) | Q(seq__in=Subquery(firsts))).order_by("seq")
 
 
 def job_events(*, job_id: Any, after_seq: int = 0) -> QuerySet[JobEvent]:

@@ -122,7 +122,7 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
     context = {
         "job": job,
         "project": job.project,
-        "timeline": job_timeline(list(selectors.job_events(job_id=job.pk))),
+        "timeline": job_timeline(list(selectors.job_timeline_events(job_id=job.pk))),
         "artifacts": artifact_links(job),
         "elapsed_text": format_duration(elapsed),
         "remaining_text": format_duration(remaining),

@@ -76,3 +76,15 @@ def test_admin__search_by_owner_and_celery_task_id(staff_client) -> None:
     for query in (job.project.owner.username, "celery-task-abc123", str(job.pk)):
         body = staff_client.get(url, {"q": query}).content.decode()
         assert str(job.pk) in body and str(other.pk) not in body, query
+
+
+def test_admin__event_inline_shows_status_changes_and_each_stage_start_not_every_tick(staff_client) -> None:
+    job = make_processing_job(job_type="full_video")
+    for step in range(1, 201):  # 200 progress events over two stage texts
+        stage = "Generating images (1/2)" if step <= 100 else "Generating images (2/2)"
+        services.job_report_progress(job_id=job.pk, progress=step * 0.4, stage=stage)
+    services.job_complete(job_id=job.pk, result={})
+    page = staff_client.get(reverse("admin:jobs_generationjob_change", args=[job.pk])).content.decode()
+    body = page[page.index('id="events-group"'):]
+    assert body.count('class="form-row') == 5  # created, started, two stage starts, completed
+    assert "Generating images (1/2)" in body and "Generating images (2/2)" in body and "Completed" in body

@@ -410,3 +410,26 @@ def test_other_user_project_not_counted_for_latest_status(client, user):
 
     assert "No jobs yet" in html
     assert str(mine.pk) in html
+
+
+def test_job_detail__timeline_reads_only_status_events_and_stage_starts(client, user):
+    from jobs import selectors
+    from jobs.models import JobEvent
+    from jobs.views import job_timeline
+
+    job = make_processing_job(owner=user, job_type="full_video")
+    for step in range(1, 301):
+        part = "images" if step % 2 else "audio"
+        stage = f"Generating {'images' if part == 'images' else 'narration'} ({step // 60 + 1}/5)"
+        services.job_report_progress(job_id=job.pk, progress=step / 3, stage=stage, part=part)
+    services.job_requeue(job_id=job.pk, reason="worker lost")
+    services.job_start(job_id=job.pk, worker="w2")
+    services.job_report_progress(job_id=job.pk, progress=50, stage="Generating images (1/5)", part="images")
+    all_events = list(JobEvent.objects.filter(job=job).order_by("seq"))
+    read = list(selectors.job_timeline_events(job_id=job.pk))
+    assert len(all_events) > 300 and len(read) <= 20
+    assert job_timeline(read) == job_timeline(all_events)  # the same story from far fewer rows
+    login(client, user)
+    html = client.get(job_path(job)).content.decode()
+    timeline = html.split('id="timeline"', 1)[1].split("</ol>", 1)[0]
+    assert timeline.count("<li") == len(job_timeline(all_events))
