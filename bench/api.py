@@ -43,8 +43,8 @@ def run(env: common.BenchEnv, quick: bool) -> dict[str, Any]:
 
     group = common.process_group()
     try:
-        port = common.start_daphne(group, "bare-daphne", "bench.bare_asgi:application", plain=True,
-                                   DJANGO_SETTINGS_MODULE="bench.bare_settings", DATABASE_POOL="0")
+        port = group.start_daphne("bare-daphne", app="bench.bare_asgi:application", plain=True,
+                                  DJANGO_SETTINGS_MODULE="bench.bare_settings", DATABASE_POOL="0")
         bare = load([port], f"/bare/{job.pk}/", {}, duration)
         group.stop_all()
         out.update(api_bare_rps=bare["rps"], api_bare_p50_ms=bare["p50_ms"], api_bare_errors=bare["non_200"] + bare["errors"])

@@ -261,26 +261,3 @@ def split(items: list[Any], parts: int) -> list[list[Any]]:
 # psycopg pool on, WEB_PROCS processes (one per core) behind a balancer. BENCH_WEB_PROCS overrides.
 WEB_ENV = {"DATABASE_POOL": "1", "DATABASE_POOL_MIN": "2", "DATABASE_POOL_MAX": "8"}
 WEB_PROCS = int(os.environ.get("BENCH_WEB_PROCS", "2"))
-
-
-def start_daphne(group: Any, name: str, app: str = "config.asgi:application", *, plain: bool = False,
-                 **env: str) -> int:
-    """Start one web process serving `app` on a free loopback port: `python -m config.daphne` as README tells
-    production (tests/processes.py's way), or with `plain` the stock `daphne` (for baselines)."""
-    import socket
-
-    from tests.processes import BIN, _wait_for, free_port, subprocess_env
-
-    port = free_port()
-    server = [str(BIN / "daphne")] if plain else [sys.executable, "-m", "config.daphne"]
-    proc = group.start(name, [*server, "-b", "127.0.0.1", "-p", str(port), app], subprocess_env(**env))
-
-    def answers() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    _wait_for(answers, 60, f"daphne {name}", proc, lambda: group.log(name))
-    return port

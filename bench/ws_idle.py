@@ -17,7 +17,7 @@ CLIENT_PROCS = 4
 
 def hold(group: Any, name: str, app: str, count: int, job_id: str, token: str, *, plain: bool = False,
          **env: str) -> dict[str, Any]:
-    port = common.start_daphne(group, name, app, plain=plain, **env)
+    port = group.start_daphne(name, app=app, plain=plain, **env)
     pid = group.procs[name].pid
     clients = common.Clients()
     try:

@@ -254,7 +254,7 @@ def _weighted_progress(job_type: str, parts: dict[str, float]) -> float:
 # FOR UPDATE, UPDATE, INSERT, COMMIT); this statement does the same in one, in autocommit: it locks the
 # row, merges the stage's part into `stage_progress`, computes the weighted progress (never down), bumps
 # `seq` and writes the JobEvent only if progress or stage moved, and returns the new state. The rules are the
-# locked path's (tests/integration/test_job_services.py runs its progress cases on both).
+# locked path's (tests/integration/test_progress_paths.py runs every case on both).
 ONE_STATEMENT_PROGRESS = True  # tests switch it off to hold both paths to the same cases
 _REPORT_PROGRESS_SQL = """
 WITH prev AS (

@@ -367,10 +367,10 @@ class JobStatusConsumer(AsyncJsonWebsocketConsumer):
                 return
             if seq > last + 1:
                 await self.replay(job_id, last, before_seq=seq)
-        text = event.get("text")
+        text = event.get("text")  # encoded once by the publisher (events.group_event)
         if isinstance(text, str):
             await self.send(text_data=text)
-        else:
+        else:  # from a publisher of the previous release, during a rolling deploy
             await self.send_json(message)
         self.last_seq[job_id] = seq
 

@@ -160,11 +160,13 @@ class ProcessGroup:
         return self.start(name, command, subprocess_env(**env))
 
     def start_daphne(self, name: str = "daphne", *, port: int | None = None, ready_timeout: float = 60.0,
-                     wait: bool = True, **env: str) -> int:
-        """A daphne on `port` (a free one by default); with `wait=False` its readiness is left to `wait_ready()`."""
+                     wait: bool = True, app: str = "config.asgi:application", plain: bool = False,
+                     **env: str) -> int:
+        """A web process on `port` (a free one by default): `python -m config.daphne` as in production, or with
+        `plain` the stock `daphne` (benchmark baselines); with `wait=False` its readiness is left to `wait_ready()`."""
         port = port or free_port()
-        command = [sys.executable, "-m", "config.daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
-        self.start(name, command, subprocess_env(**env))
+        server = [str(BIN / "daphne")] if plain else [sys.executable, "-m", "config.daphne"]
+        self.start(name, [*server, "-b", "127.0.0.1", "-p", str(port), app], subprocess_env(**env))
 
         def answers() -> bool:
             try:
@@ -175,6 +177,23 @@ class ProcessGroup:
 
         self._ready_when(name, answers, ready_timeout, f"daphne {name}", wait)
         return port
+
+
+
+def kill_stage_holder(job_id: object, stage: str, killed: set[int], due: Callable[[], bool]) -> bool:
+    """SIGKILL the pool process holding the job's running `stage` lease, once per process and only when
+    `due()` (e.g. the backend saw the job's prompt); True once the job is terminal. For wait_until()."""
+    from jobs import leases, states
+    from jobs.models import GenerationJob
+
+    current = GenerationJob.objects.get(pk=job_id)
+    if current.status in states.TERMINAL:
+        return True
+    lease = leases.get_stage(current.pk, current.attempts, stage)
+    if lease and lease.state == leases.RUNNING and lease.pid not in killed and due():
+        killed.add(lease.pid)
+        os.kill(lease.pid, signal.SIGKILL)
+    return False
 
 
 def _wait_for(check, timeout: float, what: str, proc: subprocess.Popen, log) -> None:

@@ -1,8 +1,6 @@
 """Crash recovery with real processes: a SIGKILLed worker, a broker that is down at create, a poison job."""
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +12,7 @@ from config.embedded_redis import free_port, start_embedded_redis
 from jobs import leases, states
 from jobs.models import GenerationJob
 from tests.e2e.test_worker_jobs import LIMITS, create_job, events, wait_status
-from tests.processes import ROOT, artifacts_dir, subprocess_env, wait_until
+from tests.processes import ROOT, artifacts_dir, kill_stage_holder, subprocess_env, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -85,14 +83,7 @@ def test_worker_recovery__poison_job_is_failed_after_max_lost_workers(processes,
     killed: set[int] = set()
 
     def kill_current_holder() -> bool:
-        current = GenerationJob.objects.get(pk=job.pk)
-        if current.status in states.TERMINAL:
-            return True
-        lease = leases.get_stage(job.pk, current.attempts, "images")
-        if lease and lease.state == leases.RUNNING and lease.pid not in killed and backend.count("Poison") > len(killed):
-            killed.add(lease.pid)
-            os.kill(lease.pid, signal.SIGKILL)
-        return False
+        return kill_stage_holder(job.pk, "images", killed, lambda: backend.count("Poison") > len(killed))
 
     wait_until(kill_current_holder, 60, interval=0.1, message="the poison job to be failed")
     done = GenerationJob.objects.get(pk=job.pk)

@@ -5,9 +5,7 @@ reliably "in the middle" when the test strikes; beat runs the reaper every secon
 """
 from __future__ import annotations
 
-import os
 import re
-import signal
 
 import psutil
 import pytest
@@ -15,7 +13,7 @@ import pytest
 from jobs import leases, services, states
 from jobs.models import GenerationJob, JobEvent
 from tests.factories import make_project, make_user
-from tests.processes import ALL_QUEUES, wait_until
+from tests.processes import ALL_QUEUES, kill_stage_holder, wait_until
 
 from .conftest import LIMITS, TINY_IMAGES, Watchers, assert_settled, owned_jobs, script, token_for
 
@@ -123,15 +121,7 @@ def test_worker_loss__poison_job_fails_after_max_attempts_others_unharmed(proces
     killed: set[int] = set()
 
     def kill_poison_holder() -> bool:
-        current = GenerationJob.objects.get(pk=poison.pk)
-        if current.status in states.TERMINAL:
-            return True
-        lease = leases.get_stage(poison.pk, current.attempts, "images")
-        if (lease and lease.state == leases.RUNNING and lease.pid not in killed
-                and backend.count("Poison") > len(killed)):
-            killed.add(lease.pid)
-            os.kill(lease.pid, signal.SIGKILL)
-        return False
+        return kill_stage_holder(poison.pk, "images", killed, lambda: backend.count("Poison") > len(killed))
 
     wait_until(kill_poison_holder, 60, interval=0.1, message="the poison job to be failed")
     wait_until(lambda: not GenerationJob.objects.filter(pk__in=[j.pk for j in healthy])

@@ -343,6 +343,18 @@ async def test_job_socket__stale_push_is_dropped(watcher: Watcher) -> None:
     await socket.disconnect()
 
 
+async def test_job_socket__push_without_a_preencoded_frame_is_still_sent(watcher: Watcher) -> None:
+    job = await database_sync_to_async(job_with_history)(watcher.user)
+    socket = watcher.token_socket(f"/ws/jobs/{job.pk}/")
+    await open_socket(socket)  # seq 5
+    new = events.status_message(job_id=job.pk, status="processing", progress=60, current_stage="Images",
+                                error_message=None, seq=6, result=None)
+    payload_only = {k: v for k, v in events.group_event(new).items() if k != "text"}  # a previous release's
+    await get_channel_layer().group_send(events.job_group_name(job.pk), payload_only)
+    assert await receive_all(socket, 1) == [new]
+    await socket.disconnect()
+
+
 async def test_job_socket__disconnect_leaves_the_group(watcher: Watcher) -> None:
     job = await database_sync_to_async(make_job)(owner=watcher.user)
     socket = watcher.token_socket(f"/ws/jobs/{job.pk}/")
