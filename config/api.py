@@ -74,6 +74,11 @@ def forget_token(key: str | None = None, user_id: Any = None) -> None:
                     _token_cache.pop(cached_key, None)
 
 
+def forget_all_tokens() -> None:
+    with _token_cache_lock:
+        _token_cache.clear()
+
+
 def _on_token_deleted(sender: Any, instance: Any, **_: Any) -> None:
     forget_token(key=instance.key)
 

@@ -6,6 +6,26 @@ import pytest
 from jobs import listeners
 
 
+@pytest.fixture(autouse=True)
+def _empty_app_cache():
+    """Each test starts with none of this run's Django cache keys (throttle counters are keyed by user id,
+    and SQLite hands the same ids to every test's users). Only this run's key prefix is touched, never a
+    FLUSHDB on a Redis other runs share; and the API's in-process token cache is emptied too."""
+    from django.core.cache import cache
+
+    from config import api
+
+    api.forget_all_tokens()
+    try:
+        client = cache._cache.get_client(write=True)
+        keys = list(client.scan_iter(match=f"{cache.key_prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except Exception:  # a test that stopped Redis on purpose is not this fixture's business
+        pass
+    yield
+
+
 @pytest.fixture
 def captured_events():
     """Collect committed job events handed to the listeners during a test."""

@@ -13,13 +13,6 @@ from tests.factories import make_job, make_user
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def empty_cache():
-    api_glue._token_cache.clear()
-    yield
-    api_glue._token_cache.clear()
-
-
 def client_for(key: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
