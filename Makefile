@@ -21,7 +21,7 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt | $(VENV)/bin/python
 	touch $(RUN_STAMP) $@
 
 run: $(RUN_STAMP)
-	$(PY) -m config.run
+	$(PY) -m devtools.run
 
 # The browser tests drive Debian's chromium; install it when missing and we are allowed to.
 browser:
@@ -31,11 +31,11 @@ browser:
 	  else echo "chromium missing and not root: browser tests will fail" >&2; fi; }
 
 test: $(DEV_STAMP) browser
-	$(PY) -m config.testrun $(PYTEST_ARGS)
+	$(PY) -m devtools.testrun $(PYTEST_ARGS)
 
 # Everything but the slow end-to-end tests (a quick loop while developing).
 test-fast: $(DEV_STAMP)
-	$(PY) -m config.testrun -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m devtools.testrun -m "not slow" $(PYTEST_ARGS)
 
 bench: $(DEV_STAMP)
 	$(PY) -m bench.run

@@ -1,134 +1,16 @@
-"""The Celery app `config`: configuration comes from Django settings under the CELERY_ namespace."""
+"""The Celery app `config`: configuration comes from Django settings under the CELERY_ namespace.
+
+Its signal hooks (readiness file, kept database connections, task log lines) live in ops/celery_signals.py,
+connected by OpsConfig.ready() when the worker sets Django up.
+"""
 from __future__ import annotations
 
-import logging
 import os
-import time
 
 from celery import Celery
-from celery.signals import task_failure, task_postrun, task_prerun, task_retry, task_success, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
-
-@app.on_after_configure.connect
-def _connect_readiness_probe(sender: Celery, **kwargs: object) -> None:
-    """Touch $WORKER_READY_FILE once the worker consumes (a readiness probe for supervisors and tests)."""
-    from celery.signals import worker_ready, worker_shutdown
-
-    ready_file = os.environ.get("WORKER_READY_FILE")
-    if not ready_file:
-        return
-
-    @worker_ready.connect(weak=False)
-    def _ready(**_: object) -> None:
-        with open(ready_file, "w") as handle:
-            handle.write(str(os.getpid()))
-
-    @worker_shutdown.connect(weak=False)
-    def _gone(**_: object) -> None:
-        try:
-            os.unlink(ready_file)
-        except FileNotFoundError:
-            pass
-
-
-# --- Database connections of pool children ------------------------------------------------------------
-
-_pool_child_keeps_connections = False
-
-
-@worker_process_init.connect(weak=False)
-def _keep_db_connections(**_: object) -> None:
-    """In a pool child, let connections live across tasks (settings: CELERY_DB_REUSE_MAX)."""
-    from django.conf import settings
-    from django.db import connections
-
-    global _pool_child_keeps_connections
-    if not getattr(settings, "CELERY_DB_REUSE_MAX", None):
-        return
-    _pool_child_keeps_connections = True
-    for connection in connections.all():
-        connection.settings_dict["CONN_MAX_AGE"] = settings.WORKER_DB_CONN_MAX_AGE
-        connection.settings_dict["CONN_HEALTH_CHECKS"] = True
-
-
-@task_prerun.connect(weak=False)
-def _check_db_connections(**_: object) -> None:
-    """What Django does at each request start: drop a connection that failed or is too old, and arm the
-    health check (one `SELECT 1` before the task's first query) for one that is kept. Only in pool
-    children that keep connections: elsewhere (eager tasks inside a test's transaction) it would close the
-    caller's connection."""
-    if not _pool_child_keeps_connections:
-        return
-    from django.db import close_old_connections
-
-    close_old_connections()
-
-
-# --- One structured log line per task lifecycle signal ------------------------------------------------
-_task_log = logging.getLogger("jobs.celery")
-_started: dict[str, float] = {}
-
-
-def _task_fields(task: object, task_id: str | None, args: object = None) -> dict[str, object]:
-    """task id, job id, queue, job attempt and retry number of a task, for the log line's `extra`."""
-    request = getattr(task, "request", None)
-    args = args if args is not None else getattr(request, "args", None)
-    job_id = attempt = None
-    if getattr(task, "name", "").startswith("jobs.tasks.") and isinstance(args, (list, tuple)) and args:
-        job_id = args[0]
-        attempt = args[1] if len(args) > 1 else None
-    delivery = getattr(request, "delivery_info", None) or {}
-    started = _started.get(task_id or "")
-    return {
-        "task": getattr(task, "name", "?"),
-        "task_id": task_id,
-        "job_id": job_id,
-        "queue": delivery.get("routing_key") or delivery.get("queue"),
-        "attempt": attempt,
-        "retries": getattr(request, "retries", 0),
-        "duration_s": round(time.monotonic() - started, 3) if started else None,
-    }
-
-
-def _log(signal_name: str, fields: dict[str, object], level: int = logging.INFO, **more: object) -> None:
-    fields = {"signal": signal_name, **fields, **more}
-    _task_log.log(level, " ".join(f"{k}={v}" for k, v in fields.items()), extra=fields)
-
-
-@task_prerun.connect(weak=False)
-def _on_prerun(task_id: str | None = None, task: object = None, args: object = None, **_: object) -> None:
-    _started[task_id or ""] = time.monotonic()
-    _log("task_prerun", _task_fields(task, task_id, args))
-
-
-@task_postrun.connect(weak=False)
-def _on_postrun(task_id: str | None = None, task: object = None, args: object = None, state: str | None = None,
-                **_: object) -> None:
-    _log("task_postrun", _task_fields(task, task_id, args), state=state)
-    _started.pop(task_id or "", None)
-
-
-@task_success.connect(weak=False)
-def _on_success(sender: object = None, **_: object) -> None:
-    request = getattr(sender, "request", None)
-    _log("task_success", _task_fields(sender, getattr(request, "id", None)))
-
-
-@task_failure.connect(weak=False)
-def _on_failure(sender: object = None, task_id: str | None = None, exception: BaseException | None = None,
-                args: object = None, **_: object) -> None:
-    _log("task_failure", _task_fields(sender, task_id, args), level=logging.ERROR,
-         error=f"{type(exception).__name__}: {exception}" if exception else None)
-
-
-@task_retry.connect(weak=False)
-def _on_retry(sender: object = None, request: object = None, reason: object = None, **_: object) -> None:
-    task_id = getattr(request, "id", None)
-    _log("task_retry", _task_fields(sender, task_id, getattr(request, "args", None)), level=logging.WARNING,
-         reason=reason)

@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "projects",
     "jobs",
     "realtime",
+    "api",
+    "ops",
 ]
 
 MIDDLEWARE = [
@@ -186,7 +188,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 10)
 # Pool children keep their PostgreSQL connection across tasks: celery's Django fix-up otherwise closes it
-# before and after every task, so every job task connected anew. config/celery.py health-checks the kept
+# before and after every task, so every job task connected anew. ops/celery_signals.py health-checks the kept
 # connection at each task start and replaces it after an error or WORKER_DB_CONN_MAX_AGE seconds; the
 # fix-up still closes it every CELERY_DB_REUSE_MAX tasks. Web processes keep CONN_MAX_AGE = 0 (see above).
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 100)
@@ -251,26 +253,26 @@ if env_bool("DJANGO_BEHIND_PROXY", False):
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_MAX_BODY_BYTES", 1024 * 1024)
 
-# --- REST API (DRF, drf-spectacular; glue in config/api.py) -------------------------------------------
+# --- REST API (DRF, drf-spectacular; glue in the api app) -------------------------------------------
 REST_FRAMEWORK = {
     # Token first: DRF answers an anonymous request with the first class's WWW-Authenticate, so 401, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "config.api.CachedTokenAuthentication",
+        "api.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["config.api.LimitedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PAGINATION_CLASS": "config.api.JobsPagination",
-    "EXCEPTION_HANDLER": "config.api.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.JobsPagination",
+    "EXCEPTION_HANDLER": "api.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 # Per-user job creations, DRF rate syntax ("60/min", "1000/day"); empty turns the limit off.
 API_JOB_CREATE_RATE = env_str("JOBS_CREATE_RATE", "60/min")
-# Seconds a web process remembers which user an API token belongs to (config.api.CachedTokenAuthentication):
+# Seconds a web process remembers which user an API token belongs to (api.authentication.CachedTokenAuthentication):
 # a deleted token or deactivated user is refused by other processes within this time. 0: no cache.
 API_TOKEN_CACHE_S = env_float("API_TOKEN_CACHE_S", 5.0)
 # Throttle counters live in Redis so every server process shares them.
@@ -297,12 +299,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/",
-    "PREPROCESSING_HOOKS": ["config.api.drop_duplicate_slash_forms"],
+    "PREPROCESSING_HOOKS": ["api.schema.drop_duplicate_slash_forms"],
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "jobs.states.STATUS_CHOICES",
         "JobTypeEnum": "jobs.states.JOB_TYPE_CHOICES",
         "CancelledStatusEnum": "jobs.api.serializers.CANCELLED_CHOICES",
-        "HealthStateEnum": "config.health.HEALTH_STATES",
+        "HealthStateEnum": "ops.health.HEALTH_STATES",
     },
 }
 
@@ -314,10 +316,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "config.logging.JsonFormatter"},
+        "json": {"()": "ops.logging.JsonFormatter"},
     },
     # job_context adds job_id / task_id to every line logged while a job or task is being handled.
-    "filters": {"job_context": {"()": "config.logging.JobContextFilter"}},
+    "filters": {"job_context": {"()": "ops.logging.JobContextFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["job_context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
@@ -326,7 +328,7 @@ LOGGING = {
     },
 }
 
-# --- Metrics (/metrics, jobs/metrics.py) ---------------------------------------------------------------
+# --- Metrics (/metrics, ops/metrics.py) ---------------------------------------------------------------
 # A scraper without a staff session sends `Authorization: Bearer $METRICS_TOKEN` (unset: staff only).
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 # Web, workers and their pool children each write their metrics here and /metrics sums the files, so every

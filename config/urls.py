@@ -3,23 +3,23 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config import api
-from config.api_views import ObtainTokenView
-from config.health import HealthView
-
+from api.errors import api_not_found
+from api.routing import slash_optional
+from api.views import ObtainTokenView
 from jobs import views as job_views
-from jobs.views_metrics import metrics_view
+from ops.health import HealthView
+from ops.metrics_view import metrics_view
 from projects import views as project_views
 
 urlpatterns = [
-    # --- API (every path with and without the trailing slash; see config/api.py) ---
-    *api.slash_optional("api/auth/token/", ObtainTokenView.as_view(), "api-token"),
+    # --- API (every path with and without the trailing slash; see api/routing.py) ---
+    *slash_optional("api/auth/token/", ObtainTokenView.as_view(), "api-token"),
     path("", include("projects.api.urls")),
     path("", include("jobs.api.urls")),
-    *api.slash_optional("api/schema/", SpectacularAPIView.as_view(), "schema"),
-    *api.slash_optional("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), "api-docs"),
-    *api.slash_optional("healthz", HealthView.as_view(), "healthz"),
-    re_path(r"^api(?:/.*)?$", api.api_not_found),
+    *slash_optional("api/schema/", SpectacularAPIView.as_view(), "schema"),
+    *slash_optional("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), "api-docs"),
+    *slash_optional("healthz", HealthView.as_view(), "healthz"),
+    re_path(r"^api(?:/.*)?$", api_not_found),
     # --- end API ---
     re_path(r"^metrics/?$", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
@@ -30,8 +30,8 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/", job_views.job_detail, name="job-detail"),
 ]
 
-# JSON errors for /api/ paths, Django's pages elsewhere (config/api.py).
-handler400 = "config.api.bad_request"
-handler403 = "config.api.permission_denied"
-handler404 = "config.api.page_not_found"
-handler500 = "config.api.server_error"
+# JSON errors for /api/ paths, Django's pages elsewhere (api/errors.py).
+handler400 = "api.errors.bad_request"
+handler403 = "api.errors.permission_denied"
+handler404 = "api.errors.page_not_found"
+handler500 = "api.errors.server_error"

@@ -9,8 +9,3 @@ class JobsConfig(AppConfig):
         from . import listeners
 
         listeners.register_default_listeners()
-
-        # The API's token cache forgets deleted tokens and changed users (config/api.py).
-        from config.api import connect_token_cache_signals
-
-        connect_token_cache_signals()

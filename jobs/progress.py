@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Callable
 
-from . import metrics
+from ops import metrics
 
 # sink(progress, stage) sends one report to the job service.
 Sink = Callable[[float, str], None]

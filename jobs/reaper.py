@@ -15,7 +15,9 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from . import leases, metrics, services, states
+from ops import metrics
+
+from . import leases, services, states
 from .conf import job_settings
 from .models import GenerationJob
 

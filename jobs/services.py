@@ -17,7 +17,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from . import listeners, metrics, states
+from ops import metrics
+
+from . import listeners, states
 from .exceptions import InvalidJobInput, InvalidTransition, JobNotFound
 from .models import GenerationJob, JobEvent
 

@@ -19,7 +19,9 @@ from django.conf import settings
 from django import db
 from django.db import connections
 
-from . import leases, metrics, pipeline, services, states
+from ops import metrics
+
+from . import leases, pipeline, services, states
 from .conf import JobSettings, job_settings
 from .exceptions import JobNotFound
 from .models import GenerationJob

@@ -22,10 +22,10 @@ from channels.layers import get_channel_layer
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from jobs import metrics
 from jobs import selectors as job_selectors
 from jobs.exceptions import JobNotFound, ProjectNotFound
 from jobs.models import GenerationJob, JobEvent
+from ops import metrics
 
 from . import events
 

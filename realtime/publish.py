@@ -28,8 +28,8 @@ from typing import Any
 from asgiref.sync import SyncToAsync
 from redis.exceptions import RedisError
 
-from jobs import metrics
 from jobs.listeners import CommittedEvent
+from ops import metrics
 
 from . import events
 

@@ -13,9 +13,9 @@ def _empty_app_cache():
     FLUSHDB on a Redis other runs share; and the API's in-process token cache is emptied too."""
     from django.core.cache import cache
 
-    from config import api
+    from api.authentication import forget_all_tokens
 
-    api.forget_all_tokens()
+    forget_all_tokens()
     try:
         client = cache._cache.get_client(write=True)
         keys = list(client.scan_iter(match=f"{cache.key_prefix}:*", count=1000))

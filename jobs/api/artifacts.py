@@ -17,8 +17,8 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 
-from config.api import AnyAcceptNegotiation
-from config.api_schema import error_responses
+from api.negotiation import AnyAcceptNegotiation
+from api.schema import error_responses
 from jobs.models import GenerationJob
 
 from .views import JOB_ID, JobObjectMixin

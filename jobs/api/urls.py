@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from config.api import slash_optional
+from api.routing import slash_optional
 
 from .artifacts import JobArtifactView
 from .views import JobCancelView, JobDetailView, JobEventsView, JobListCreateView, JobRetryView

@@ -1,4 +1,4 @@
-"""Thin views over the job service and selectors; domain errors are mapped in config/api.py."""
+"""Thin views over the job service and selectors; domain errors are mapped in api/errors.py."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,8 +10,8 @@ from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api import JobCreateThrottle
-from config.api_schema import READ_ERRORS, WRITE_ERRORS, error_responses
+from api.throttling import JobCreateThrottle
+from api.schema import READ_ERRORS, WRITE_ERRORS, error_responses
 from jobs import selectors, services
 from jobs.exceptions import ProjectNotFound
 from jobs.models import GenerationJob

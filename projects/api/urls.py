@@ -1,7 +1,7 @@
 """Routes of the projects API; each works with and without the trailing slash."""
 from __future__ import annotations
 
-from config.api import slash_optional
+from api.routing import slash_optional
 
 from .views import ProjectDetailView, ProjectListCreateView
 

@@ -7,7 +7,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import generics
 from rest_framework.serializers import BaseSerializer
 
-from config.api_schema import READ_ERRORS, WRITE_ERRORS, error_responses
+from api.schema import READ_ERRORS, WRITE_ERRORS, error_responses
 from projects import selectors, services
 from projects.models import Project
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from config.embedded_redis import free_port
+from devtools.embedded_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

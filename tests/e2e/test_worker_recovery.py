@@ -8,7 +8,7 @@ import time
 import pytest
 from django.core.management import call_command
 
-from config.embedded_redis import free_port, start_embedded_redis
+from devtools.embedded_redis import free_port, start_embedded_redis
 from jobs import leases, states
 from jobs.models import GenerationJob
 from tests.e2e.test_worker_jobs import LIMITS, create_job, events, wait_status

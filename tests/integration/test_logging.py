@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from config.logging import JobContextFilter, JsonFormatter, job_context
+from ops.logging import JobContextFilter, JsonFormatter, job_context
 from jobs import states
 from jobs.models import GenerationJob
 from tests.factories import make_project
@@ -79,7 +79,7 @@ def test_json_logs__job_service_calls_write_parseable_lines_with_the_job_id() ->
         import logging
         from jobs import services
         from projects.models import Project
-        from config.logging import job_context
+        from ops.logging import job_context
         job = services.job_create(project=Project.objects.get(pk="{project.pk}"), job_type="audio_generation")
         services.job_start(job_id=job.pk, worker="w1")
         services.job_fail(job_id=job.pk, error_message="boom")

@@ -10,7 +10,8 @@ from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.celery import app as celery_app
-from jobs import metrics, services
+from jobs import services
+from ops import metrics
 from tests.factories import make_job, make_project
 from tests.processes import ROOT, subprocess_env
 
@@ -175,7 +176,7 @@ def test_metrics__histograms_and_counters_recorded_in_other_processes_are_summed
     code = textwrap.dedent("""
         import os, django
         django.setup()
-        from jobs import metrics
+        from ops import metrics
         assert metrics.MULTIPROCESS
         metrics.observe_queue_wait("full_video", 0.3)
         metrics.observe_run_time("full_video", 42.0)

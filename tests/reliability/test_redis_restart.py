@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from config.embedded_redis import free_port, start_embedded_redis
+from devtools.embedded_redis import free_port, start_embedded_redis
 from jobs import states
 from jobs.models import GenerationJob
 from tests.factories import make_project, make_user

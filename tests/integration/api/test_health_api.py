@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from config import health
+from ops import health
 
 pytestmark = pytest.mark.django_db
 

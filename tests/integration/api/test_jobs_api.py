@@ -74,7 +74,7 @@ def test_job_list__paginates_with_page_size_and_a_maximum(api, project):
     assert page["count"] == 3 and len(page["results"]) == 2 and page["next"] and page["previous"] is None
     assert len(api.get("/api/jobs/?page_size=2&page=2").json()["results"]) == 1
     assert api.get("/api/jobs/?page=99").status_code == 404
-    from config.api import JobsPagination
+    from api.pagination import JobsPagination
 
     assert JobsPagination.max_page_size == 100
 

@@ -7,7 +7,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from config import api as api_glue
+from api import authentication as api_glue
 from tests.factories import make_job, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)

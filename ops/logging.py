@@ -2,7 +2,7 @@
 
 `JobContextFilter` (on the console handler, see settings.LOGGING) stamps `job_id` and `task_id` onto each
 record logged while a job is being handled: inside `job_context(...)`, or inside any Celery task whose
-arguments name a `job_id` (set by the task_prerun/task_postrun signals connected below). Explicit
+arguments name a `job_id` (set by the task_prerun/task_postrun hooks in ops/celery_signals.py). Explicit
 `extra={"job_id": …}` on a call wins.
 """
 from __future__ import annotations
@@ -69,7 +69,13 @@ def unbind_job_context(tokens: tuple[Any, Any]) -> None:
             var.reset(token)
 
 
-def _job_id_of_call(task: Any, args: Any, kwargs: Any) -> object:
+def unbind_job_context_anywhere() -> None:
+    """Clear the context when its tokens belong to another context (a task ended on another thread)."""
+    _job_id.set(None)
+    _task_id.set(None)
+
+
+def job_id_of_call(task: Any, args: Any, kwargs: Any) -> object:
     """The `job_id` argument of a task call, by parameter name (None when the task takes none)."""
     if kwargs and "job_id" in kwargs:
         return kwargs["job_id"]
@@ -77,31 +83,3 @@ def _job_id_of_call(task: Any, args: Any, kwargs: Any) -> object:
         return inspect.signature(task.run).bind_partial(*(args or ()), **(kwargs or {})).arguments.get("job_id")
     except (TypeError, ValueError, AttributeError):
         return None
-
-
-def _connect_celery_signals() -> None:
-    try:
-        from celery.signals import task_postrun, task_prerun
-    except ImportError:  # pragma: no cover - celery is a runtime requirement
-        return
-    bound: dict[str, tuple[Any, Any]] = {}
-
-    @task_prerun.connect(weak=False)
-    def _bind(task_id: str | None = None, task: Any = None, args: Any = None, kwargs: Any = None, **_: Any) -> None:
-        try:
-            bound[str(task_id)] = bind_job_context(job_id=_job_id_of_call(task, args, kwargs), task_id=task_id)
-        except Exception:  # logging context must never stop a task
-            pass
-
-    @task_postrun.connect(weak=False)
-    def _unbind(task_id: str | None = None, **_: Any) -> None:
-        tokens = bound.pop(str(task_id), None)
-        if tokens is not None:
-            try:
-                unbind_job_context(tokens)
-            except ValueError:  # reset from another context (a thread pool): clear instead
-                _job_id.set(None)
-                _task_id.set(None)
-
-
-_connect_celery_signals()

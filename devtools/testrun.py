@@ -11,7 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from .embedded_redis import ensure_redis_url
+from devtools.embedded_redis import ensure_redis_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -48,7 +48,7 @@ def _delete_redis_keys(prefix: str) -> None:
     try:
         import redis
 
-        from .env import redis_db_of, redis_url_with_db
+        from config.env import redis_db_of, redis_url_with_db
 
         base = redis_db_of(url)
         for db in (base, base + 1, base + 2):

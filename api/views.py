@@ -7,8 +7,8 @@ from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.parsers import FormParser
 
-from config.api import LimitedJSONParser
-from config.api_schema import error_responses
+from .parsers import LimitedJSONParser
+from .schema import error_responses
 
 
 @extend_schema(

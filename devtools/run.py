@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .embedded_redis import ensure_redis_url
+from devtools.embedded_redis import ensure_redis_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

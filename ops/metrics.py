@@ -24,7 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from . import states
+from jobs import states
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def job_counts() -> dict[tuple[str, str], int]:
     """{(status, job_type): n} for every combination, from one GROUP BY query."""
     from django.db.models import Count
 
-    from .models import GenerationJob
+    from jobs.models import GenerationJob
 
     counts = {(status, job_type): 0 for status in states.STATUSES for job_type in states.JOB_TYPES}
     rows = GenerationJob.objects.order_by().values_list("status", "job_type").annotate(n=Count("id"))

@@ -5,7 +5,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from jobs import metrics
+from ops import metrics
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""OpenAPI descriptions of the API's error bodies, shared by every view's extend_schema."""
+"""OpenAPI: the error bodies shared by every view's extend_schema, and the schema's preprocessing hook."""
 from __future__ import annotations
 
 from typing import Any
@@ -61,3 +61,21 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
 # What reading an owned object can answer, and what writing one can.
 READ_ERRORS = (401, 404)
 WRITE_ERRORS = (400, 401, 403, 404, 413, 415)
+
+
+# Paths whose documented form has no trailing slash (every other path is documented with one).
+NO_SLASH_CANONICAL = frozenset({"/healthz"})
+
+
+def drop_duplicate_slash_forms(endpoints: list[tuple], **kwargs: Any) -> list[tuple]:
+    """drf-spectacular preprocessing hook: document each path once, in its canonical slash form."""
+    paths = {endpoint[0] for endpoint in endpoints}
+    kept = []
+    for endpoint in endpoints:
+        path_ = endpoint[0]
+        if path_.endswith("/") and path_.rstrip("/") in NO_SLASH_CANONICAL:
+            continue
+        if not path_.endswith("/") and f"{path_}/" in paths and path_ not in NO_SLASH_CANONICAL:
+            continue
+        kept.append(endpoint)
+    return kept

@@ -1,0 +1,1 @@
+"""Development tools: `make run`'s supervisor, `make test`'s run isolation, the embedded Redis."""

@@ -1,0 +1,1 @@
+"""Operations: health, metrics, logging and the Celery signal hooks (connected in OpsConfig.ready)."""
