@@ -10,15 +10,10 @@ from JobEvent, so a client sees every seq exactly once, in order.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import uuid
-from collections import deque
 from typing import Any
 
-from channels.consumer import get_handler_name
-from channels.exceptions import StopConsumer
-from channels.layers import get_channel_layer
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -26,6 +21,7 @@ from jobs import selectors as job_selectors
 from jobs.exceptions import JobNotFound, ProjectNotFound
 from jobs.models import GenerationJob, JobEvent
 from ops import metrics
+from patches.channels_consumer import InboxDispatchMixin
 
 from . import events
 
@@ -100,75 +96,9 @@ def _replay_batch(job_id: str, after_seq: int, before_seq: int | None) -> list[d
     return [events.replay_message(event, job) for event in batch]
 
 
-# --- dispatch ------------------------------------------------------------------------------------------
-
-class _SourceFailed:
-    """A receive callable raised: the dispatcher re-raises it, as await_many_dispatch would."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-class _Inbox:
-    """An unbounded single-consumer queue: a deque and one waiter (an asyncio.Queue per socket costs more
-    memory, and its wake-up bookkeeping, on 19,000 idle sockets and 10,000 frames a second)."""
-
-    __slots__ = ("items", "waiter")
-
-    def __init__(self) -> None:
-        self.items: deque[Any] = deque()
-        self.waiter: asyncio.Future[None] | None = None
-
-    def put_nowait(self, item: Any) -> None:
-        self.items.append(item)
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def get(self) -> Any:
-        while not self.items:
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
-        return self.items.popleft()
-
-
-async def _dispatch_all(sources: list[Any], dispatch: Any) -> None:
-    """Pass every message from `sources` (receive callables) to `dispatch`, one at a time, until it raises."""
-    inbox = _Inbox()
-
-    async def pump(receive: Any) -> None:
-        try:
-            while True:
-                inbox.put_nowait(await receive())
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - handed to the dispatcher, which raises it
-            inbox.put_nowait(_SourceFailed(exc))
-
-    pumps = [asyncio.ensure_future(pump(receive)) for receive in sources]
-    try:
-        while True:
-            message = await inbox.get()
-            if isinstance(message, _SourceFailed):
-                raise message.error
-            await dispatch(message)
-    finally:
-        for task in pumps:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-
-
 # --- consumers -----------------------------------------------------------------------------------------
 
-class JobStatusConsumer(AsyncJsonWebsocketConsumer):
+class JobStatusConsumer(InboxDispatchMixin, AsyncJsonWebsocketConsumer):
     """Shared protocol: auth and ownership, snapshot, ping/refresh/resume, in-order de-duplicated pushes."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -190,40 +120,6 @@ class JobStatusConsumer(AsyncJsonWebsocketConsumer):
     async def resume_job_id(self, content: dict[str, Any]) -> str | None:
         """The job a `resume` is about (sends an error and returns None when it cannot tell)."""
         raise NotImplementedError
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """channels' AsyncConsumer.__call__, with `_dispatch_all` in place of `await_many_dispatch`.
-
-        await_many_dispatch runs `asyncio.wait` over a fresh receive task per message: in a daphne fanning
-        one job out to 1,000 sockets that was the largest single cost after the socket writes (`_wait`,
-        16 % of samples). Here one long-lived task per source feeds an inbox that the consumer drains one
-        message at a time, in arrival order, as before.
-        """
-        self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        sources = [receive]
-        if self.channel_layer is not None:
-            self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-            sources.append(self.channel_receive)
-        self.base_send = send
-        try:
-            await _dispatch_all(sources, self.dispatch)
-        except StopConsumer:
-            pass
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Route a message to its handler, without channels' per-message `close_old_connections`.
-
-        channels 4.3 runs close_old_connections through the process's one thread-sensitive executor before
-        every message of every socket: a profile of a daphne fanning one job out to 1,000 sockets spent
-        about 40 % of its time there. These consumers touch the ORM only inside database_sync_to_async
-        helpers, which close stale connections themselves, so the per-message hop buys nothing here.
-        """
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
 
     # connection
     async def connect(self) -> None:

@@ -9,7 +9,7 @@ import pytest
 from channels_redis.serializers import registry
 
 from realtime import events
-from realtime.consumers import _dispatch_all
+from patches.channels_consumer import _dispatch_all
 from realtime.layers import _DecodeOnceSerializerProxy
 
 
@@ -85,7 +85,7 @@ def test_group_event__carries_the_frame_clients_receive() -> None:
 
 
 async def test_inbox__fifo_and_wakes_its_one_reader() -> None:
-    from realtime.consumers import _Inbox
+    from patches.channels_consumer import _Inbox
 
     inbox = _Inbox()
     reader = asyncio.ensure_future(inbox.get())

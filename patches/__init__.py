@@ -1,0 +1,13 @@
+"""Our patches of other projects' internals, each in its own module and each version-guarded.
+
+Every patch names the upstream issue or limitation it works around and the release series it was tested
+with (`TESTED`, checked by patches.versions.supported); with any other installed version it leaves the
+stock behaviour in place and logs a warning saying why. Measured effects: docs/BENCHMARKS.md.
+
+- twisted_tcp: Twisted's TCP transport writes at once when nothing is queued (web processes).
+- django_asgi: Django's ASGI handler runs the sync middleware chain and view in one thread hop.
+- channels_redis_pubsub: channels-redis's pub/sub layer tells consumers to resync after a reconnect,
+  and decodes a group message once per process.
+- channels_consumer: the consumers' dispatch loop without a task and `asyncio.wait` per message.
+- daphne: `python -m patches.daphne`, the web process: daphne with the Twisted patch applied.
+"""
