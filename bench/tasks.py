@@ -108,13 +108,15 @@ def result_noop_task() -> str:
 
 def job_signature_for(task: Any):
     """A `jobs.dispatch.job_signature` replacement sending one bench task per job (see common.dispatching)."""
-    from jobs.dispatch import JOB_QUEUE, _stage
+    from jobs.plans import get_plan
 
     def job_signature(*, job_id: str, job_type: str, attempt: int):
         import uuid
 
         first_id = str(uuid.uuid4())
-        limits = job_settings().time_limits(job_type)
-        return _stage(task, job_id, attempt, JOB_QUEUE[job_type], limits).set(task_id=first_id), first_id
+        soft, hard = job_settings().time_limits(job_type)
+        queue = get_plan(job_type).first_stage.queue
+        signature = task.si(job_id, attempt).set(queue=queue, soft_time_limit=soft, time_limit=hard, task_id=first_id)
+        return signature, first_id
 
     return job_signature

@@ -15,9 +15,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from jobs import queues
+
 from . import common, flood
 
-ALL_QUEUES = "video_generation,image_generation,audio_generation,maintenance"
+ALL_QUEUES = ",".join(queues.ALL)
 
 
 def _wait(predicate, timeout: float) -> float:

@@ -5,11 +5,14 @@ with debug off every secret must be given and the secure-cookie / HSTS settings 
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
+
+from jobs import queues as job_queues  # pure constants: no Django app is loaded here
 
 from .env import env_bool, env_float, env_int, env_list, env_str, redis_db_of, redis_url_with_db
 
@@ -201,17 +204,17 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE
 # --- Celery task system: queues, routes, publishing ---
 # One queue per kind of work so each can get its own workers; `maintenance` carries our periodic tasks.
-JOB_QUEUES = ("video_generation", "image_generation", "audio_generation", "maintenance")
+JOB_QUEUES = job_queues.ALL
 CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in JOB_QUEUES]
-CELERY_TASK_ROUTES = {
-    "jobs.tasks.parse_script_task": {"queue": "video_generation"},  # image/audio jobs override per job type
-    "jobs.tasks.generate_images_task": {"queue": "image_generation"},
-    "jobs.tasks.generate_narration_task": {"queue": "audio_generation"},
-    "jobs.tasks.assemble_video_task": {"queue": "video_generation"},
-    "jobs.tasks.reap_jobs_task": {"queue": "maintenance"},
-    "jobs.tasks.cleanup_results_task": {"queue": "maintenance"},
-    "jobs.tasks.terminate_cancelled_job_task": {"queue": "maintenance"},
-}
+CELERY_TASK_ROUTES = (
+    {
+        "jobs.tasks.reap_jobs_task": {"queue": job_queues.MAINTENANCE},
+        "jobs.tasks.cleanup_results_task": {"queue": job_queues.MAINTENANCE},
+        "jobs.tasks.terminate_cancelled_job_task": {"queue": job_queues.MAINTENANCE},
+    },
+    # Each stage task to its queue, derived from the job plans (jobs/plans) when Celery first routes.
+    "jobs.plans.routing.route_task",
+)
 # Dispatch happens inside an API request (on commit) and publishes with retry=False: with a short connect
 # timeout it fails fast when the broker is down, and the reaper dispatches the still-queued job later.
 # Workers keep Celery's publish retries for the next stage of a chain.
@@ -231,10 +234,10 @@ JOBS = {
     "RETRY_MAX": env_int("JOBS_RETRY_MAX", 3),
     "RETRY_BACKOFF_S": env_float("JOBS_RETRY_BACKOFF_S", 2.0),
     "RETRY_BACKOFF_MAX_S": env_float("JOBS_RETRY_BACKOFF_MAX_S", 300.0),
+    # Per job type, JOBS_TIME_LIMIT_<JOB_TYPE>_S (e.g. JOBS_TIME_LIMIT_FULL_VIDEO_S); unset: its plan's limit.
     "TIME_LIMIT_S": {
-        "full_video": env_int("JOBS_TIME_LIMIT_FULL_VIDEO_S", 3600),
-        "image_generation": env_int("JOBS_TIME_LIMIT_IMAGE_GENERATION_S", 3600),
-        "audio_generation": env_int("JOBS_TIME_LIMIT_AUDIO_GENERATION_S", 3600),
+        name[len("JOBS_TIME_LIMIT_"):-len("_S")].lower(): env_int(name, 3600)
+        for name in sorted(os.environ) if name.startswith("JOBS_TIME_LIMIT_") and name.endswith("_S")
     },
     "SOFT_TIME_LIMIT_MARGIN_S": env_int("JOBS_SOFT_TIME_LIMIT_MARGIN_S", 60),
 }
@@ -302,7 +305,7 @@ SPECTACULAR_SETTINGS = {
     "PREPROCESSING_HOOKS": ["api.schema.drop_duplicate_slash_forms"],
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "jobs.states.STATUS_CHOICES",
-        "JobTypeEnum": "jobs.states.JOB_TYPE_CHOICES",
+        "JobTypeEnum": "jobs.plans.JOB_TYPE_CHOICES",
         "CancelledStatusEnum": "jobs.api.serializers.CANCELLED_CHOICES",
         "HealthStateEnum": "ops.health.HEALTH_STATES",
     },

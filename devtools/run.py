@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 from devtools.embedded_redis import ensure_redis_url
+from jobs import queues as job_queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-QUEUES = "video_generation,image_generation,audio_generation,maintenance"
+QUEUES = ",".join(job_queues.ALL)
 
 
 def _commands(port: str) -> dict[str, list[str]]:

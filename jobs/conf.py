@@ -18,12 +18,14 @@ class JobSettings:
     RETRY_MAX: int = 3
     RETRY_BACKOFF_S: float = 2.0
     RETRY_BACKOFF_MAX_S: float = 300.0
-    TIME_LIMIT_S: dict = field(default_factory=lambda: {"full_video": 3600, "image_generation": 3600, "audio_generation": 3600})
+    TIME_LIMIT_S: dict = field(default_factory=dict)  # per job type, overriding its plan's time_limit_s
     SOFT_TIME_LIMIT_MARGIN_S: int = 60
 
     def time_limits(self, job_type: str) -> tuple[int, int]:
         """(soft, hard) limits in seconds for a job type."""
-        hard = int(self.TIME_LIMIT_S.get(job_type, 3600))
+        from .plans import get_plan
+
+        hard = int(self.TIME_LIMIT_S.get(job_type) or get_plan(job_type).time_limit_s)
         soft = max(1, hard - int(self.SOFT_TIME_LIMIT_MARGIN_S)) if hard > self.SOFT_TIME_LIMIT_MARGIN_S else max(1, int(hard * 0.9))
         return soft, hard
 

@@ -7,50 +7,54 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
 
-from celery import chain, chord
-from celery.canvas import Signature
+from celery import chain, chord, group, signature
+from celery.canvas import Signature, _chain
 
 from . import leases, states
 from .conf import job_settings
 from .listeners import CommittedEvent
+from .plans import JobPlan, Stage, get_plan
 
 logger = logging.getLogger(__name__)
 
-# The queue each job type's own stages run on (full_video's parallel stages go to their own queues).
-JOB_QUEUE = {
-    states.FULL_VIDEO: "video_generation",
-    states.IMAGE_GENERATION: "image_generation",
-    states.AUDIO_GENERATION: "audio_generation",
-}
 
-
-def _stage(task: Any, job_id: str, attempt: int, queue: str, limits: tuple[int, int]) -> Signature:
+def stage_signature(stage: Stage, *, job_id: str, attempt: int, limits: tuple[int, int]) -> Signature:
+    """One stage's task on the stage's queue, with the job type's time limits travelling in the message."""
     soft, hard = limits
-    return task.si(job_id, attempt).set(queue=queue, soft_time_limit=soft, time_limit=hard)
+    return signature(stage.task_name, args=(job_id, attempt), immutable=True).set(
+        queue=stage.queue, soft_time_limit=soft, time_limit=hard)
+
+
+def plan_canvas(plan: JobPlan, *, job_id: str, attempt: int, limits: tuple[int, int]) -> Signature:
+    """The plan's steps as a Celery canvas: a chain, where a parallel step becomes a chord around the rest.
+
+    full_video: parse -> chord(images | narration, assembly); no task ever waits on another.
+    """
+    steps = [[stage_signature(stage, job_id=job_id, attempt=attempt, limits=limits) for stage in grp]
+             for grp in plan.groups]
+    canvas: Signature | None = None
+    for step in reversed(steps):
+        if len(step) > 1:
+            canvas = chord(step, canvas) if canvas is not None else group(step)
+        elif canvas is None:
+            canvas = step[0]
+        elif isinstance(canvas, _chain):
+            canvas = chain(step[0], *canvas.tasks)
+        else:
+            canvas = chain(step[0], canvas)
+    assert canvas is not None  # a plan has at least one step
+    return canvas
 
 
 def job_signature(*, job_id: str, job_type: str, attempt: int) -> tuple[Signature, str]:
-    """The canvas running one attempt of a job, and the id of its first task (what `celery_task_id` holds).
-
-    full_video: parse -> chord(images | narration in parallel) -> assembly; no task ever waits on another.
-    """
-    from . import tasks
-
-    limits = job_settings().time_limits(job_type)
-    queue = JOB_QUEUE[job_type]
+    """The canvas running one attempt of a job, and the id of its first task (what `celery_task_id` holds)."""
+    plan = get_plan(job_type)
     first_id = str(uuid.uuid4())
-    parse = _stage(tasks.parse_script_task, job_id, attempt, queue, limits).set(task_id=first_id)
-    if job_type == states.FULL_VIDEO:
-        parallel = [
-            _stage(tasks.generate_images_task, job_id, attempt, "image_generation", limits),
-            _stage(tasks.generate_narration_task, job_id, attempt, "audio_generation", limits),
-        ]
-        assemble = _stage(tasks.assemble_video_task, job_id, attempt, "video_generation", limits)
-        return chain(parse, chord(parallel, assemble)), first_id
-    stage_task = tasks.generate_images_task if job_type == states.IMAGE_GENERATION else tasks.generate_narration_task
-    return chain(parse, _stage(stage_task, job_id, attempt, queue, limits)), first_id
+    canvas = plan_canvas(plan, job_id=job_id, attempt=attempt, limits=job_settings().time_limits(job_type))
+    first = canvas.tasks[0] if isinstance(canvas, _chain) else canvas
+    first.set(task_id=first_id)
+    return canvas, first_id
 
 
 def dispatch_job(*, job_id: str, job_type: str, attempt: int) -> str | None:

@@ -9,12 +9,13 @@ import uuid
 from django.db import models
 
 from . import states
+from .plans import job_type_choices
 
 
 class GenerationJob(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="jobs")
-    job_type = models.CharField(max_length=32, choices=states.JOB_TYPE_CHOICES)
+    job_type = models.CharField(max_length=32, choices=job_type_choices)  # jobs/plans: one plan per job type
     status = models.CharField(max_length=16, choices=states.STATUS_CHOICES, default=states.QUEUED)
     progress = models.FloatField(default=0.0)
     current_stage = models.CharField(max_length=200, blank=True, default="")

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import Min, Q, QuerySet, Subquery
 
+from . import states
 from .exceptions import JobNotFound
 from .models import GenerationJob, JobEvent
 
@@ -60,3 +61,9 @@ def job_timeline_events(*, job_id: Any) -> QuerySet[JobEvent]:
 def job_events(*, job_id: Any, after_seq: int = 0) -> QuerySet[JobEvent]:
     """A job's events after `after_seq`, in seq order."""
     return JobEvent.objects.filter(job_id=job_id, seq__gt=after_seq).order_by("seq")
+
+
+def jobs_completed_of_type(*, project: Any, job_type: str) -> QuerySet[GenerationJob]:
+    """A project's completed jobs of one type, the latest finished first (what a captions job starts from)."""
+    return (GenerationJob.objects.filter(project=project, job_type=job_type, status=states.COMPLETED)
+            .order_by("-completed_at", "-created_at"))

@@ -144,7 +144,8 @@ def job_create(*, project: Any, job_type: str, params: dict | None = None) -> Ge
     """Validate and create a queued job; its work is dispatched once the transaction commits."""
     from .validation import validate_job_input
 
-    clean_params = validate_job_input(job_type=job_type, params=params, script=getattr(project, "script", None))
+    clean_params = validate_job_input(job_type=job_type, params=params, script=getattr(project, "script", None),
+                                      project=project)
     with transaction.atomic():
         now = timezone.now()
         job = GenerationJob.objects.create(
@@ -238,7 +239,7 @@ def _report_progress_locked(
 
 def _stage_weights() -> dict[str, dict[str, float]]:
     try:
-        from .pipeline import STAGE_WEIGHTS
+        from .plans import STAGE_WEIGHTS
     except ImportError:  # pipeline not installed: equal weights over the parts seen
         return {}
     return STAGE_WEIGHTS

@@ -14,16 +14,6 @@ RETRYABLE = frozenset({FAILED, CANCELLED})
 
 STATUS_CHOICES = [(s, s.capitalize()) for s in STATUSES]
 
-FULL_VIDEO = "full_video"
-IMAGE_GENERATION = "image_generation"
-AUDIO_GENERATION = "audio_generation"
-JOB_TYPES = (FULL_VIDEO, IMAGE_GENERATION, AUDIO_GENERATION)
-JOB_TYPE_CHOICES = [
-    (FULL_VIDEO, "Full video"),
-    (IMAGE_GENERATION, "Image generation"),
-    (AUDIO_GENERATION, "Audio generation"),
-]
-
 # Every allowed move; anything else is refused. processing -> queued is a new attempt after a lost
 # worker; failed/cancelled -> queued happens only through an explicit retry (see RETRY_TRANSITIONS).
 TRANSITIONS: dict[str, frozenset[str]] = {

@@ -1,38 +1,32 @@
 """Celery entry points: thin wrappers that take ids and hand over to jobs.worker / jobs.reaper.
 
-Routing (settings.CELERY_TASK_ROUTES) puts each stage on its queue; jobs.dispatch builds the canvas.
+One stage task per stage of the registered job plans (jobs/plans), created below; jobs.dispatch builds
+each job's canvas from its plan, and jobs.plans.routing routes the tasks.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 
+from .plans import REGISTRY, Stage
 from .worker import JobStageTask
 
 
-@shared_task(bind=True, base=JobStageTask, name="jobs.tasks.parse_script_task")
-def parse_script_task(self: JobStageTask, job_id: str, attempt: int) -> dict[str, Any]:
-    """Stage 1 of every job: start the job and split its script into scenes."""
-    return self.run_stage(job_id, attempt, "parse")
+def _stage_task(stage: Stage) -> Task:
+    """The task running `stage` of a job attempt: `jobs.tasks.<stage.task>` (job id, attempt)."""
+
+    def run(self: JobStageTask, job_id: str, attempt: int) -> dict[str, Any]:
+        return self.run_stage(job_id, attempt, stage.name)
+
+    run.__name__ = run.__qualname__ = stage.task
+    run.__doc__ = f"The {stage.name} stage of a job attempt (queue and order come from the job's plan)."
+    return shared_task(bind=True, base=JobStageTask, name=stage.task_name)(run)
 
 
-@shared_task(bind=True, base=JobStageTask, name="jobs.tasks.generate_images_task")
-def generate_images_task(self: JobStageTask, job_id: str, attempt: int) -> dict[str, Any]:
-    """One image per scene (image_generation queue)."""
-    return self.run_stage(job_id, attempt, "images")
-
-
-@shared_task(bind=True, base=JobStageTask, name="jobs.tasks.generate_narration_task")
-def generate_narration_task(self: JobStageTask, job_id: str, attempt: int) -> dict[str, Any]:
-    """Narration per scene (audio_generation queue)."""
-    return self.run_stage(job_id, attempt, "audio")
-
-
-@shared_task(bind=True, base=JobStageTask, name="jobs.tasks.assemble_video_task")
-def assemble_video_task(self: JobStageTask, job_id: str, attempt: int) -> dict[str, Any]:
-    """The MP4 from images and narration (video_generation queue); completes the job."""
-    return self.run_stage(job_id, attempt, "video")
+STAGE_TASKS: dict[str, Task] = {name: _stage_task(stage) for name, stage in REGISTRY.stage_tasks().items()}
+# Also module attributes under the names Celery knows them by (jobs.tasks.parse_script_task, …).
+globals().update(STAGE_TASKS)
 
 
 @shared_task(name="jobs.tasks.reap_jobs_task", acks_late=False)

@@ -21,7 +21,7 @@ from django.db import connections
 
 from ops import metrics
 
-from . import leases, pipeline, services, states
+from . import leases, pipeline, plans, services, states
 from .conf import JobSettings, job_settings
 from .exceptions import JobNotFound
 from .models import GenerationJob
@@ -36,9 +36,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (pipeline.TransientError, Co
                                                      *DB_CONNECTION_ERRORS)
 # How often check_cancelled may read the job row; stages call it in tight loops.
 CANCEL_CHECK_INTERVAL_S = 0.25
-# Stages of a job type that run at the same time (jobs.dispatch's chord). They share the job's progress-event
-# rate (JOBS["PROGRESS_EVENTS_PER_S"] is per job), so each coalesces to its share.
-PARALLEL_STAGES: dict[str, frozenset[str]] = {states.FULL_VIDEO: frozenset({"images", "audio"})}
 
 
 def job_output_dir(job_id: object) -> Path:
@@ -51,13 +48,19 @@ def artifact_url(job_id: object, relative_path: str) -> str:
 
 
 def contract_result(job_id: object, job_type: str, out_dir: Path) -> dict[str, Any]:
-    """The pipeline's result with CONTRACT.md artifacts: {"kind", "url", "bytes", "content_type"}."""
-    result = pipeline.build_result(job_type, out_dir)
-    result["artifacts"] = [
-        {"kind": a["kind"], "url": artifact_url(job_id, a["path"]), "bytes": a["bytes"], "content_type": a["content_type"]}
-        for a in result["artifacts"]
-    ]
+    """The plan's result with CONTRACT.md artifacts: {"kind", "url", "bytes", "content_type", "name", "scene"?}."""
+    result = plans.get_plan(job_type).build_result(out_dir)
+    result["artifacts"] = [_contract_artifact(job_id, a) for a in result["artifacts"]]
     return result
+
+
+def _contract_artifact(job_id: object, artifact: dict[str, Any]) -> dict[str, Any]:
+    entry = {"kind": artifact["kind"], "url": artifact_url(job_id, artifact["path"]), "bytes": artifact["bytes"],
+             "content_type": artifact["content_type"], "name": artifact["path"].rsplit("/", 1)[-1]}
+    scene = artifact.get("meta", {}).get("scene")
+    if isinstance(scene, int):  # per-scene artifacts (images, narration) say which scene, 1-based
+        entry["scene"] = scene
+    return entry
 
 
 def drop_broken_connections() -> None:
@@ -88,9 +91,9 @@ class JobStageContext:
 
     @classmethod
     def for_stage(cls, *, job_id: str, job_type: str, attempt: int, stage: str, conf: JobSettings) -> JobStageContext:
-        """The context of one stage, its event rate shared with the stages running beside it."""
-        group = PARALLEL_STAGES.get(job_type, frozenset())
-        return cls(job_id=job_id, attempt=attempt, stage=stage, conf=conf, parallel=len(group) if stage in group else 1)
+        """The context of one stage, its event rate shared with the stages its plan runs beside it."""
+        parallel = plans.get_plan(job_type).running_beside(stage)
+        return cls(job_id=job_id, attempt=attempt, stage=stage, conf=conf, parallel=parallel)
 
     def _send(self, progress: float, stage_text: str) -> None:
         services.job_report_progress(job_id=self.job_id, progress=progress, stage=stage_text, part=self.stage,
@@ -198,7 +201,12 @@ class JobStageTask(Task):
             logger.info("job %s: is %s (attempt %s); task for attempt %s does nothing", job_id, job.status,
                         job.attempts, attempt, extra={"job_id": job_id, "attempt": attempt})
             raise Ignore()  # also stops the rest of this attempt's chain
-        first = stage == next(iter(pipeline.STAGE_WEIGHTS[job.job_type]))
+        plan = plans.get_plan(job.job_type)
+        if stage not in plan.weights:
+            logger.warning("job %s: a %s job has no stage %s; task %s does nothing", job_id, job.job_type, stage,
+                           task_id, extra={"job_id": job_id, "attempt": attempt})
+            raise Ignore()
+        first = stage == plan.first_stage.name
         if not first and job.status != states.PROCESSING:
             raise Ignore()
 
@@ -238,12 +246,14 @@ class JobStageTask(Task):
         try:
             out_dir = job_output_dir(job_id)
             out_dir.mkdir(parents=True, exist_ok=True)
-            params = pipeline.validate_params(job.job_type, job.params)
-            pipeline.run_stage(stage, out_dir, ctx, params=params, config=pipeline.PipelineConfig.from_env(),
-                               script=job.project.script)
+            plan = plans.get_plan(job.job_type)
+            inputs = pipeline.StageInputs(out_dir=out_dir, params=plan.clean_params(job.params),
+                                          config=pipeline.PipelineConfig.from_env(), script=job.project.script,
+                                          job_dir=job_output_dir)
+            plan.stage(stage).run(inputs, ctx)
             ctx.coalescer.flush()
             ctx.check_cancelled()  # a cancel during the last step wins over completing
-            if stage == list(pipeline.STAGE_WEIGHTS[job.job_type])[-1]:
+            if stage == plan.last_stage.name:
                 services.job_complete(job_id=job_id, result=contract_result(job_id, job.job_type, out_dir),
                                       attempt=attempt)
             return {"job_id": job_id, "stage": stage, "outcome": "done"}

@@ -24,11 +24,11 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from jobs import states
+from jobs import plans, queues, states
 
 logger = logging.getLogger(__name__)
 
-QUEUES = ("video_generation", "image_generation", "audio_generation", "maintenance")
+QUEUES = queues.ALL
 # Queue waits range from milliseconds (idle workers) to an hour (a backlog of videos).
 QUEUE_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 # A no-op job takes milliseconds, a long video an hour (the default hard time limit).
@@ -214,7 +214,7 @@ def job_counts() -> dict[tuple[str, str], int]:
 
     from jobs.models import GenerationJob
 
-    counts = {(status, job_type): 0 for status in states.STATUSES for job_type in states.JOB_TYPES}
+    counts = {(status, job_type): 0 for status in states.STATUSES for job_type in plans.JOB_TYPES}
     rows = GenerationJob.objects.order_by().values_list("status", "job_type").annotate(n=Count("id"))
     for status, job_type, n in rows:
         counts[(status, job_type)] = n

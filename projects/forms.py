@@ -1,13 +1,14 @@
 """Forms of the project pages: create a project, edit its script, start a job with its main params."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django import forms
 
-from jobs import states
 from jobs.pipeline import PipelineConfig, ValidationError, validate_script
-from jobs.pipeline.params import PARAMS, ChoiceParam, IntParam
+from jobs.plans import REGISTRY, JobPlan, get_plan
+from jobs.plans.params import ChoiceParam, JobRefParam, Param
 
 from .models import Project
 
@@ -38,8 +39,10 @@ class ScriptForm(forms.Form):
         return _clean_script(self.cleaned_data["script"])
 
 
-def _param_field(name: str, param: IntParam | ChoiceParam) -> forms.Field:
+def _param_field(name: str, param: Param, project: Any) -> forms.Field:
     label = name.replace("_", " ").capitalize().replace("wpm", "(words/min)")
+    if isinstance(param, JobRefParam):
+        return _job_ref_field(label, param, project)
     if isinstance(param, ChoiceParam):
         return forms.ChoiceField(label=label, choices=[(c, c) for c in param.choices], initial=param.default,
                                  help_text=param.description)
@@ -48,16 +51,28 @@ def _param_field(name: str, param: IntParam | ChoiceParam) -> forms.Field:
                               help_text=param.description, widget=forms.NumberInput(attrs=attrs))
 
 
-class JobStartForm(forms.Form):
-    """The main params of one job type, built from the pipeline's schema (one form per type, prefixed)."""
+def _job_ref_field(label: str, param: JobRefParam, project: Any) -> forms.Field:
+    """A choice of the project's completed jobs of the referenced type; empty means "the latest"."""
+    from jobs import selectors
 
-    def __init__(self, *args: Any, job_type: str, **kwargs: Any) -> None:
-        kwargs.setdefault("prefix", job_type)
+    jobs = selectors.jobs_completed_of_type(project=project, job_type=param.job_type) if project is not None else []
+    choices = [("", f"Latest completed {get_plan(param.job_type).label.lower()}")]
+    choices += [(str(job.pk), f"{str(job.pk)[:8]} · {job.completed_at:%Y-%m-%d %H:%M}") for job in jobs]
+    return forms.TypedChoiceField(label=label, choices=choices, required=False, empty_value=None,
+                                  help_text=param.description)
+
+
+class JobStartForm(forms.Form):
+    """The params of one job type, built from its plan (one form per type, prefixed with the type)."""
+
+    def __init__(self, *args: Any, plan: JobPlan, project: Any = None, **kwargs: Any) -> None:
+        kwargs.setdefault("prefix", plan.job_type)
         super().__init__(*args, **kwargs)
-        self.job_type = job_type
-        self.label = dict(states.JOB_TYPE_CHOICES)[job_type]
-        for name, param in PARAMS[job_type].items():
-            self.fields[name] = _param_field(name, param)
+        self.job_type = plan.job_type
+        self.label = plan.label
+        self.description = plan.description
+        for name, param in plan.params.items():
+            self.fields[name] = _param_field(name, param, project)
 
     def add_job_error(self, field: str, message: str) -> None:
         """Show an InvalidJobInput next to its field, or above the form when it names no field here."""
@@ -67,9 +82,10 @@ class JobStartForm(forms.Form):
             self.add_error(None, f"{field.replace('_', ' ').capitalize()}: {message}")
 
 
-def job_start_forms(data: Any = None, *, submitted: str | None = None) -> list[JobStartForm]:
-    """One form per job type; only the submitted one is bound to the POST data."""
+def job_start_forms(data: Any = None, *, submitted: str | None = None, project: Any = None,
+                    plans: Iterable[JobPlan] | None = None) -> list[JobStartForm]:
+    """One form per job plan; only the submitted one is bound to the POST data."""
     return [
-        JobStartForm(data if job_type == submitted else None, job_type=job_type)
-        for job_type in states.JOB_TYPES
+        JobStartForm(data if plan.job_type == submitted else None, plan=plan, project=project)
+        for plan in (REGISTRY.all() if plans is None else plans)
     ]

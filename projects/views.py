@@ -39,7 +39,7 @@ def project_detail(request: HttpRequest, project_id: str) -> HttpResponse:
     action = request.POST.get("action") if request.method == "POST" else None
     script_form = ScriptForm(request.POST if action == "save_script" else None, initial={"script": project.script})
     submitted = request.POST.get("job_type") if action == "start_job" else None
-    start_forms = job_start_forms(request.POST if submitted else None, submitted=submitted)
+    start_forms = job_start_forms(request.POST if submitted else None, submitted=submitted, project=project)
 
     if action == "save_script" and script_form.is_valid():
         services.project_update(project=project, script=script_form.cleaned_data["script"])

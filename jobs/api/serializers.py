@@ -7,10 +7,10 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from jobs import states
+from jobs import plans, states
 from jobs.models import GenerationJob, JobEvent
 
-_ALLOWED_TYPES = ", ".join(states.JOB_TYPES)
+_ALLOWED_TYPES = ", ".join(plans.JOB_TYPES)
 _ALLOWED_STATUSES = ", ".join(states.STATUSES)
 CANCELLED_CHOICES = (states.CANCELLED,)
 
@@ -25,10 +25,12 @@ CANCELLED_CHOICES = (states.CANCELLED,)
             "items": {
                 "type": "object",
                 "properties": {
-                    "kind": {"type": "string", "enum": ["video", "image", "audio", "scenes"]},
+                    "kind": {"type": "string", "enum": list(plans.ARTIFACT_KINDS)},
                     "url": {"type": "string"},
                     "bytes": {"type": "integer"},
                     "content_type": {"type": "string"},
+                    "name": {"type": "string", "description": "The file's name."},
+                    "scene": {"type": "integer", "description": "The scene (1-based) of a per-scene artifact."},
                 },
                 "required": ["kind", "url", "bytes", "content_type"],
             },
@@ -89,7 +91,7 @@ class JobCreateSerializer(serializers.Serializer):
 
     project_id = serializers.UUIDField(help_text="One of your projects.")
     job_type = serializers.ChoiceField(
-        choices=states.JOB_TYPES,
+        choices=plans.JOB_TYPES,
         error_messages={"invalid_choice": f'"{{input}}" is not a valid job type; allowed: {_ALLOWED_TYPES}.'},
     )
     params = serializers.DictField(
@@ -123,7 +125,7 @@ class JobListFilterSerializer(StrictQuerySerializer):
         error_messages={"invalid_choice": f'"{{input}}" is not a valid status; allowed: {_ALLOWED_STATUSES}.'},
     )
     job_type = serializers.ChoiceField(
-        choices=states.JOB_TYPES, required=False,
+        choices=plans.JOB_TYPES, required=False,
         error_messages={"invalid_choice": f'"{{input}}" is not a valid job type; allowed: {_ALLOWED_TYPES}.'},
     )
 

@@ -19,17 +19,11 @@ from .context import NullContext, RecordingContext, ScaledContext, StageContext
 from .errors import JobCancelled, PermanentError, PipelineError, TransientError, ValidationError
 from .images import render_scene_image, run_image_stage
 from .media import probe_duration, probe_streams
-from .params import JOB_TYPES, PARAMS_SCHEMA, VOICES, default_params, validate_params
-from .runner import STAGE_WEIGHTS, STAGES, build_result, run_job, run_stage, stage_ranges
+from .runner import StageInputs, StageRun, collect_artifacts, scenes_summary
 from .script import Scene, load_scenes, parse_script, run_parse_stage, validate_script
 from .video import run_video_stage
 
 __all__ = [
-    "JOB_TYPES",
-    "PARAMS_SCHEMA",
-    "STAGES",
-    "STAGE_WEIGHTS",
-    "VOICES",
     "Artifact",
     "JobCancelled",
     "NullContext",
@@ -40,14 +34,15 @@ __all__ = [
     "ScaledContext",
     "Scene",
     "StageContext",
+    "StageInputs",
+    "StageRun",
     "TransientError",
     "ValidationError",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
-    "build_result",
-    "default_params",
+    "collect_artifacts",
     "load_artifacts",
     "load_scenes",
     "make_artifact",
@@ -57,11 +52,8 @@ __all__ = [
     "render_scene_image",
     "run_audio_stage",
     "run_image_stage",
-    "run_job",
     "run_parse_stage",
-    "run_stage",
     "run_video_stage",
-    "stage_ranges",
-    "validate_params",
+    "scenes_summary",
     "validate_script",
 ]

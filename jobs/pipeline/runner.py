@@ -1,99 +1,83 @@
-"""Run a whole job in-process, or one stage from the files earlier stages left in the output directory."""
+"""The stages' common entry point, `run(inputs, ctx) -> artifacts`, so a job plan (jobs/plans) can name them.
+
+Each stage reads what earlier stages left in the job's folder, so stages can run as separate tasks on
+separate workers. Which stages a job type runs, in which order, is the plan's business, not this module's.
+"""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .artifacts import Artifact, load_artifacts, manifest_path
 from .audio import run_audio_stage
 from .config import PipelineConfig
-from .context import ScaledContext, StageContext
+from .context import StageContext
 from .errors import PermanentError
 from .images import run_image_stage
-from .params import validate_params
 from .script import load_scenes, run_parse_stage
 from .video import run_video_stage
 
-# Relative cost of each stage, used to turn stage-local progress into job progress. Order is run order.
-STAGE_WEIGHTS: dict[str, dict[str, float]] = {
-    "full_video": {"parse": 5, "images": 35, "audio": 25, "video": 35},
-    "image_generation": {"parse": 10, "images": 90},
-    "audio_generation": {"parse": 10, "audio": 90},
-}
-STAGES = ("parse", "images", "audio", "video")
-# The artifact kind each stage records in its manifest.
-STAGE_KIND = {"parse": "scenes", "images": "image", "audio": "audio", "video": "video"}
+
+@dataclass(frozen=True)
+class StageInputs:
+    """What a stage may read: its job's folder and params, the project's script, other jobs' folders."""
+
+    out_dir: Path
+    params: dict[str, Any]
+    config: PipelineConfig
+    script: str | None = None
+    # Where another job's files are (a captions job reads its source video's); None: nowhere.
+    job_dir: Callable[[str], Path] | None = None
+
+    def other_job_dir(self, job_id: str) -> Path:
+        if self.job_dir is None:
+            raise PermanentError("this run cannot read other jobs' files")
+        return self.job_dir(job_id)
 
 
-def stage_ranges(job_type: str) -> dict[str, tuple[float, float]]:
-    """Each stage's share of the job's 0..100 progress, e.g. {"parse": (0, 5), "images": (5, 40), …}."""
-    weights = STAGE_WEIGHTS[job_type]
-    total = sum(weights.values())
-    ranges: dict[str, tuple[float, float]] = {}
-    start = 0.0
-    for stage, weight in weights.items():
-        end = start + weight / total * 100.0
-        ranges[stage] = (round(start, 6), round(end, 6))
-        start = end
-    # Float sums can land on 99.999…; the last stage must end the job at exactly 100.
-    last = next(reversed(ranges))
-    ranges[last] = (ranges[last][0], 100.0)
-    return ranges
+StageRun = Callable[[StageInputs, StageContext], list[Artifact]]
 
 
-def run_stage(
-    stage: str,
-    out_dir: Path,
-    ctx: StageContext,
-    *,
-    params: dict[str, Any],
-    config: PipelineConfig,
-    script: str | None = None,
-) -> list[Artifact]:
-    """Run one stage, reading its inputs from `out_dir` (what a separate Celery task per stage needs)."""
-    if stage == "parse":
-        if script is None:
-            raise ValueError("the parse stage needs the script")
-        return run_parse_stage(script, out_dir, ctx, params=params, config=config)[1]
+def parse_stage(inputs: StageInputs, ctx: StageContext) -> list[Artifact]:
+    """Split the project's script into timed scenes (scenes.json)."""
+    if inputs.script is None:
+        raise ValueError("the parse stage needs the script")
+    return run_parse_stage(inputs.script, inputs.out_dir, ctx, params=inputs.params, config=inputs.config)[1]
+
+
+def image_stage(inputs: StageInputs, ctx: StageContext) -> list[Artifact]:
+    """One image per scene."""
+    scenes = load_scenes(inputs.out_dir)
+    return run_image_stage(scenes, inputs.out_dir, ctx, params=inputs.params, config=inputs.config)
+
+
+def audio_stage(inputs: StageInputs, ctx: StageContext) -> list[Artifact]:
+    """One narration WAV per scene."""
+    scenes = load_scenes(inputs.out_dir)
+    return run_audio_stage(scenes, inputs.out_dir, ctx, params=inputs.params, config=inputs.config)
+
+
+def video_stage(inputs: StageInputs, ctx: StageContext) -> list[Artifact]:
+    """The MP4 from the scene images and narration."""
+    out_dir = inputs.out_dir
     scenes = load_scenes(out_dir)
-    if stage == "images":
-        return run_image_stage(scenes, out_dir, ctx, params=params, config=config)
-    if stage == "audio":
-        return run_audio_stage(scenes, out_dir, ctx, params=params, config=config)
-    if stage == "video":
-        images, audios = load_artifacts(out_dir, "image"), load_artifacts(out_dir, "audio")
-        return run_video_stage(scenes, images, audios, out_dir, ctx, params=params, config=config)
-    raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+    images, audios = load_artifacts(out_dir, "image"), load_artifacts(out_dir, "audio")
+    return run_video_stage(scenes, images, audios, out_dir, ctx, params=inputs.params, config=inputs.config)
 
 
-def build_result(job_type: str, out_dir: Path) -> dict[str, Any]:
-    """The job's result from the manifests of its completed stages; PermanentError if one is missing."""
+def collect_artifacts(stages: Iterable[tuple[str, str]], out_dir: Path) -> list[Artifact]:
+    """The artifacts of (stage, kind) pairs in order; PermanentError naming the first stage not completed."""
     artifacts: list[Artifact] = []
-    for stage in STAGE_WEIGHTS[job_type]:
-        kind = STAGE_KIND[stage]
+    for stage, kind in stages:
         if not manifest_path(out_dir, kind).exists():
             raise PermanentError(f"the {stage} stage has not completed")
         artifacts += load_artifacts(out_dir, kind)
+    return artifacts
+
+
+def scenes_summary(out_dir: Path) -> dict[str, Any]:
+    """The result fields of a job that parsed a script: how many scenes and how long they last."""
     scenes = load_scenes(out_dir)
-    return {
-        "artifacts": [artifact.to_dict(out_dir) for artifact in artifacts],
-        "scenes": len(scenes),
-        "duration_s": round(sum(scene.duration_s for scene in scenes), 3),
-    }
-
-
-def run_job(
-    job_type: str,
-    script: str,
-    params: dict[str, Any] | None,
-    out_dir: Path,
-    ctx: StageContext,
-    *,
-    config: PipelineConfig,
-) -> dict[str, Any]:
-    """Validate, run every stage of `job_type` in order and return the result dict."""
-    params = validate_params(job_type, params)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stage, (start, end) in stage_ranges(job_type).items():
-        run_stage(stage, out_dir, ScaledContext(ctx, start, end), params=params, config=config, script=script)
-    return build_result(job_type, out_dir)
+    return {"scenes": len(scenes), "duration_s": round(sum(scene.duration_s for scene in scenes), 3)}

@@ -6,7 +6,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from jobs import services, states
+from jobs import plans, services, states
 from jobs.models import GenerationJob
 from projects.models import Project
 from tests.factories import SCRIPT, make_job, make_processing_job, make_project, make_user
@@ -162,7 +162,7 @@ def test_project_detail__owner_sees_script_jobs_and_start_forms(client, user):
     assert f'data-job-id="{job.pk}"' in html
     assert 'role="progressbar"' in html and 'aria-valuenow="0.0"' in html
     assert "A quiet morning in the city." in html
-    for job_type in states.JOB_TYPES:
+    for job_type in plans.JOB_TYPES:
         assert f'name="job_type" value="{job_type}"' in html
     # Every control has a label.
     for control_id in re.findall(r'<(?:input|select|textarea)[^>]*\bid="([^"]+)"', html):

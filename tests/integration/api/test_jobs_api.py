@@ -5,7 +5,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from jobs import services, states
+from jobs import plans, services, states
 from jobs.models import GenerationJob
 from tests.factories import make_job, make_project
 
@@ -146,7 +146,7 @@ def test_job_create__unknown_job_type_names_the_allowed_values(api, project):
 
     assert response.status_code == 400
     message = " ".join(response.json()["job_type"])
-    for allowed in states.JOB_TYPES:
+    for allowed in plans.JOB_TYPES:
         assert allowed in message
 
 

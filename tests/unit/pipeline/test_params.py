@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.pipeline import JOB_TYPES, PARAMS_SCHEMA, ValidationError, default_params, validate_params
+from jobs.pipeline import ValidationError
+from jobs.plans import JOB_TYPES, PARAMS_SCHEMA, default_params, validate_params
 
 
 def test_validate_params__defaults_per_job_type() -> None:

@@ -6,19 +6,15 @@ from pathlib import Path
 import pytest
 
 from jobs.pipeline import (
-    STAGE_WEIGHTS,
     JobCancelled,
     NullContext,
     PermanentError,
     PipelineConfig,
     RecordingContext,
     ValidationError,
-    build_result,
     probe_duration,
-    run_job,
-    run_stage,
-    stage_ranges,
 )
+from jobs.plans import STAGE_WEIGHTS, build_result, run_job, run_stage, stage_ranges
 
 SCRIPT = "# One\nFirst scene words.\n\n# Two\nSecond scene.\n\n# Three\nThe end."
 

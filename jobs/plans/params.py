@@ -1,12 +1,15 @@
-"""Per-job-type parameter schemas: strict validation with defaults, plus a JSON-schema description."""
+"""Parameter declarations of job plans: strict validation with defaults, plus a JSON-schema description.
+
+A plan lists its parameters as `{name: Param}`; `clean_fields` checks a job's params against that list.
+"""
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ValidationError
-
-JOB_TYPES = ("full_video", "image_generation", "audio_generation")
+from jobs.pipeline.errors import ValidationError
 
 # Voices espeak-ng ships with by default; kept short so every value is known to work.
 VOICES = ("en", "en-us", "en-gb", "de", "fr", "es")
@@ -62,54 +65,57 @@ class ChoiceParam:
         return {"type": "string", "enum": list(self.choices), "default": self.default, "description": self.description}
 
 
-Param = IntParam | ChoiceParam
+@dataclass(frozen=True)
+class JobRefParam:
+    """The id of another job of type `job_type`; null picks one (the plan's `resolve` checks it in the database)."""
 
-_WIDTH = IntParam(64, 1920, 1280, "Frame width in pixels (even).", even=True)
-_HEIGHT = IntParam(64, 1080, 720, "Frame height in pixels (even).", even=True)
-_MAX_SCENES = IntParam(1, 200, 50, "Reject scripts with more scenes than this.")
-_VOICE = ChoiceParam(VOICES, "en", "espeak-ng voice for the narration.")
-_RATE = IntParam(80, 300, 150, "Narration speed in words per minute; also sets scene durations.")
-_FPS = IntParam(1, 60, 24, "Frames per second of the video.")
+    job_type: str
+    description: str
+    default: None = None
 
-PARAMS: dict[str, dict[str, Param]] = {
-    "image_generation": {"width": _WIDTH, "height": _HEIGHT, "max_scenes": _MAX_SCENES},
-    "audio_generation": {"voice": _VOICE, "rate_wpm": _RATE, "max_scenes": _MAX_SCENES},
-    "full_video": {
-        "width": _WIDTH,
-        "height": _HEIGHT,
-        "voice": _VOICE,
-        "rate_wpm": _RATE,
-        "fps": _FPS,
-        "max_scenes": _MAX_SCENES,
-    },
-}
+    def clean(self, name: str, value: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                return str(uuid.UUID(value))
+            except ValueError:
+                pass
+        raise ValidationError(name, f"must be the id (a UUID) of a {self.job_type} job")
 
-PARAMS_SCHEMA: dict[str, dict[str, Any]] = {
-    job_type: {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {name: param.schema() for name, param in fields.items()},
-    }
-    for job_type, fields in PARAMS.items()
-}
+    def schema(self) -> dict[str, Any]:
+        return {"type": ["string", "null"], "format": "uuid", "default": None, "description": self.description}
 
 
-def default_params(job_type: str) -> dict[str, Any]:
-    """The parameters a job of `job_type` gets when none are given."""
-    return validate_params(job_type, None)
+Param = IntParam | ChoiceParam | JobRefParam
 
 
-def validate_params(job_type: str, params: dict[str, Any] | None) -> dict[str, Any]:
-    """Return `params` checked against `job_type`'s schema with defaults filled in; ValidationError otherwise."""
-    if job_type not in PARAMS:
-        raise ValidationError("job_type", f"must be one of: {', '.join(JOB_TYPES)}")
+def clean_fields(fields: Mapping[str, Param], params: Any) -> dict[str, Any]:
+    """`params` checked against `fields` with defaults filled in; ValidationError naming the field otherwise."""
     if params is None:
         params = {}
     if not isinstance(params, dict):
         raise ValidationError("params", "must be an object")
-    fields = PARAMS[job_type]
     # Sorted so the same bad input always names the same key first.
     for key in sorted(params, key=str):
         if key not in fields:
             raise ValidationError(str(key), f"unknown parameter; allowed: {', '.join(fields)}")
     return {name: param.clean(name, params.get(name, param.default)) for name, param in fields.items()}
+
+
+def fields_schema(fields: Mapping[str, Param]) -> dict[str, Any]:
+    """The JSON schema of a params object with these fields."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {name: param.schema() for name, param in fields.items()},
+    }
+
+
+# The parameters the built-in job types share.
+WIDTH = IntParam(64, 1920, 1280, "Frame width in pixels (even).", even=True)
+HEIGHT = IntParam(64, 1080, 720, "Frame height in pixels (even).", even=True)
+MAX_SCENES = IntParam(1, 200, 50, "Reject scripts with more scenes than this.")
+VOICE = ChoiceParam(VOICES, "en", "espeak-ng voice for the narration.")
+RATE_WPM = IntParam(80, 300, 150, "Narration speed in words per minute; also sets scene durations.")
+FPS = IntParam(1, 60, 24, "Frames per second of the video.")
