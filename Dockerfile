@@ -17,4 +17,4 @@ RUN DJANGO_DEBUG=0 DJANGO_SECRET_KEY=collectstatic-only PROMETHEUS_MULTIPROC_DIR
 RUN useradd --create-home --uid 1000 app && mkdir -p /srv/media /srv/metrics && chown -R app /app/var /srv
 USER app
 EXPOSE 8000
-CMD ["python", "-m", "config.daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]
+CMD ["python", "-m", "patches.daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]

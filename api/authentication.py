@@ -13,8 +13,8 @@ from rest_framework.authentication import TokenAuthentication
 class CachedTokenAuthentication(TokenAuthentication):
     """DRF's TokenAuthentication that remembers key -> user for API_TOKEN_CACHE_S seconds in this process.
 
-    The token lookup was one of the two database round trips (and about a quarter of the CPU) of a
-    GET /api/jobs/{id}/. A deleted token or a deactivated user is refused at once by the process that made
+    The token lookup was one of the two database round trips of a GET /api/jobs/{id}/ (docs/BENCHMARKS.md,
+    "API request cost"). A deleted token or a deactivated user is refused at once by the process that made
     the change (signals below) and by every other process within API_TOKEN_CACHE_S; 0 turns the cache off.
     Each request gets its own copy of the user object.
     """

@@ -1,8 +1,8 @@
 """Adapter for bench/ws_fanout.py (the realtime benchmark, run as a subprocess; its file is not ours).
 
 Runs its `one-job` scenario (1 job x 1,000 watchers, 10 updates/s; one web process per core, as README
-tells production) with the production setup (realtime.layers.ResyncingPubSubChannelLayer, our consumers,
-`python -m config.daphne`) and the baseline (channels-redis's RedisChannelLayer, a plain consumer, stock
+tells production) with the production setup (patches.channels_redis_pubsub.ResyncingPubSubChannelLayer, our consumers,
+`python -m patches.daphne`) and the baseline (channels-redis's RedisChannelLayer, a plain consumer, stock
 daphne, same number of processes), and
 in the full run also its `many-jobs` scenario; maps its JSON lines onto the issue's keys.
 """

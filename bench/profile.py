@@ -41,7 +41,7 @@ class Target:
 TARGETS: dict[str, list[Target]] = {
     # push: 1,000 sockets connect (~5-9 s), then 10 s of 100 updates/s. The reporter is the bench process.
     "push": [
-        Target("daphne", "-m config.daphne", 11, 8, idle=False),
+        Target("daphne", "-m patches.daphne", 11, 8, idle=False),
         Target("reporter", "@run", 0, None, idle=True,
                grep=["job_report_progress", "_sender", "report_updates"]),
     ],
@@ -49,7 +49,7 @@ TARGETS: dict[str, list[Target]] = {
     # handshakes take ~8-11 s after daphne starts (~2 s); the last 6 s are 3 s of publishing and 3 s of grace.
     "fanout": [
         Target("daphne-core", "bin/daphne", 13, 6, nth=1, grep=["close_old_connections", "job_status"]),
-        Target("daphne-pubsub", "-m config.daphne", 11, 6, nth=1, grep=["_dispatch_all", "job_status"]),
+        Target("daphne-pubsub", "-m patches.daphne", 11, 6, nth=1, grep=["_dispatch_all", "job_status"]),
     ],
     # throughput: the production worker (recycling every 10 tasks), then the no-recycle worker; pool children too.
     "throughput": [
@@ -58,7 +58,7 @@ TARGETS: dict[str, list[Target]] = {
         Target("worker-norecycle", "celery -A config worker", 0, None, nth=2, subprocesses=True,
                grep=["raw_noop_task", "result_noop_task", "run_stage"]),
     ],
-    "api": [Target("daphne", "-m config.daphne", 5, 5)],
+    "api": [Target("daphne", "-m patches.daphne", 5, 5)],
 }
 
 

@@ -34,12 +34,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
     "core": "channels_redis.core.RedisChannelLayer",
-    "pubsub": "realtime.layers.ResyncingPubSubChannelLayer",  # the production default (config/settings.py)
+    "pubsub": "patches.channels_redis_pubsub.ResyncingPubSubChannelLayer",  # the production default (config/settings.py)
 }
-# How each is served. "pubsub" is production: our consumers (config.asgi) under `python -m config.daphne`.
+# How each is served. "pubsub" is production: our consumers (config.asgi) under `python -m patches.daphne`.
 # "core" is the baseline the issue names: a plain consumer (bench/plain_asgi.py) under stock daphne.
 APPS = {"core": "bench.plain_asgi:application", "pubsub": "config.asgi:application"}
-SERVERS = {"core": "daphne", "pubsub": "config.daphne"}
+SERVERS = {"core": "daphne", "pubsub": "patches.daphne"}
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ def run_one(layer: str, scenario: Scenario, args: argparse.Namespace, db_path: P
     ports = [free_port() for _ in range(args.daphnes)]
     env = dict(os.environ, CHANNEL_LAYER_BACKEND=backend, PYTHONUNBUFFERED="1")
     server_name = args.server or SERVERS[layer]
-    server = [sys.executable, "-m", "config.daphne"] if server_name == "config.daphne" else [
+    server = [sys.executable, "-m", "patches.daphne"] if server_name == "patches.daphne" else [
         str(Path(sys.executable).parent / "daphne")]
     daphnes = [subprocess.Popen([*server, "-b", "127.0.0.1", "-p", str(port),
                                  APPS[layer]], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -267,8 +267,8 @@ def main() -> int:
     parser.add_argument("--client-procs", type=int, default=3)
     parser.add_argument("--daphnes", type=int, default=os.cpu_count() or 1,
                         help="daphne processes (README: one per core), clients spread across them")
-    parser.add_argument("--server", choices=("config.daphne", "daphne"), default=None,
-                        help="override: python -m config.daphne (production) or stock daphne (baseline)")
+    parser.add_argument("--server", choices=("patches.daphne", "daphne"), default=None,
+                        help="override: python -m patches.daphne (production) or stock daphne (baseline)")
     args = parser.parse_args()
     if args.client:
         asyncio.run(client_main(json.loads(args.client)))

@@ -3,7 +3,7 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-from config.asgi_http import get_asgi_application  # noqa: E402
+from patches.django_asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 

@@ -144,16 +144,15 @@ REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "vg")
 
 # --- realtime: the channel layer (figures: bench/ws_fanout.py, docs/jobsocket.md) ---------------------
 # RedisPubSubChannelLayer is the default: each daphne process subscribes once per group and fans out in
-# memory, where RedisChannelLayer writes one Redis entry per watcher per message. bench/ws_fanout.py
-# (figures in docs/jobsocket.md): pub/sub had half the p50/p99 latency for 100 jobs x 10 watchers and
-# delivered twice as much for 1 job x 1,000 watchers. Both are at-most-once; clients recover via the
+# memory, where RedisChannelLayer writes one Redis entry per watcher per message (bench/ws_fanout.py
+# compares them; figures in docs/jobsocket.md). Both are at-most-once; clients recover via the
 # snapshot and `resume`, and consumers refill seq gaps from JobEvent.
 # A slow client cannot make others lose messages with either: pub/sub queues per consumer in the daphne
 # process (the slow socket's own buffer grows), and the core layer's capacity is per consumer channel.
 CHANNEL_LAYERS = {
     "default": {
-        # realtime.layers: the pub/sub layer that tells consumers to resync after a lost Redis connection.
-        "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "realtime.layers.ResyncingPubSubChannelLayer"),
+        # The pub/sub layer that tells consumers to resync after a lost Redis connection (patches/).
+        "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "patches.channels_redis_pubsub.ResyncingPubSubChannelLayer"),
         "CONFIG": {
             "hosts": [REDIS_CHANNELS_URL],
             "prefix": f"{REDIS_KEY_PREFIX}:asgi",

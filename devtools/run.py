@@ -22,7 +22,7 @@ QUEUES = ",".join(job_queues.ALL)
 
 def _commands(port: str) -> dict[str, list[str]]:
     return {
-        "web": [sys.executable, "-m", "config.daphne", "-b", os.environ.get("HOST", "127.0.0.1"), "-p", port, "config.asgi:application"],
+        "web": [sys.executable, "-m", "patches.daphne", "-b", os.environ.get("HOST", "127.0.0.1"), "-p", port, "config.asgi:application"],
         "worker": [str(BIN / "celery"), "-A", "config", "worker", "-Q", QUEUES, "-l", "INFO",
                    "--concurrency", os.environ.get("WORKER_CONCURRENCY", "2"), "-n", f"worker-{os.getpid()}@%h"],
         "beat": [str(BIN / "celery"), "-A", "config", "beat", "-l", "INFO",

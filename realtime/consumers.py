@@ -271,7 +271,7 @@ class JobStatusConsumer(InboxDispatchMixin, AsyncJsonWebsocketConsumer):
         self.last_seq[job_id] = seq
 
     async def layer_resync(self, event: dict[str, Any]) -> None:
-        """The channel layer was disconnected (realtime.layers): send what was recorded meanwhile."""
+        """The channel layer was disconnected (patches/channels_redis_pubsub.py): send what was recorded meanwhile."""
         if not self.authorized:
             return
         for message in await self.load_snapshots(self.user) or []:

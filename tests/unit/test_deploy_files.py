@@ -71,7 +71,7 @@ def test_compose__one_worker_service_per_queue(compose: dict) -> None:
 def test_compose__web_is_daphne_with_a_healthz_healthcheck(compose: dict) -> None:
     web = compose["services"]["web"]
     argv = _argv(web["command"])
-    assert argv[:3] == ["python", "-m", "config.daphne"] and argv[-1] == "config.asgi:application"
+    assert argv[:3] == ["python", "-m", "patches.daphne"] and argv[-1] == "config.asgi:application"
     assert "/healthz" in " ".join(web["healthcheck"]["test"])
     assert web["ports"]
 
@@ -127,7 +127,7 @@ def test_compose__web_environment_passes_check_deploy(compose: dict, tmp_path: P
 
 def test_procfile__web_beat_and_one_worker_per_queue(procfile: dict[str, str]) -> None:
     commands = {name: _argv(command) for name, command in procfile.items()}
-    assert commands["web"][:3] == ["python", "-m", "config.daphne"] and commands["web"][-1] == "config.asgi:application"
+    assert commands["web"][:3] == ["python", "-m", "patches.daphne"] and commands["web"][-1] == "config.asgi:application"
     workers = _workers(commands)
     assert sorted(_option(argv, "-Q") for argv in workers.values()) == sorted(QUEUES)
     assert _option(commands["beat"], "-S") == "django_celery_beat.schedulers:DatabaseScheduler"

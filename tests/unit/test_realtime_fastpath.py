@@ -10,7 +10,7 @@ from channels_redis.serializers import registry
 
 from realtime import events
 from patches.channels_consumer import _dispatch_all
-from realtime.layers import _DecodeOnceSerializerProxy
+from patches.channels_redis_pubsub import _DecodeOnceSerializerProxy
 
 
 async def test_dispatch_all__one_at_a_time_in_arrival_order_per_source() -> None:

@@ -1,10 +1,17 @@
-"""channels-redis's pub/sub channel layer, plus a resync signal after its Redis connection comes back.
+"""channels-redis's pub/sub channel layer, plus a resync signal after its Redis connection comes back and
+one decode of a group message per process.
 
-Redis pub/sub keeps nothing for a subscriber that is away: while the connection is down (Redis restarted,
-a network blip) every push to this process's groups is lost, and redis-py re-subscribes silently. A client
-whose job finished meanwhile would wait forever on an open socket. So once the receive loop reads again
-after a failure, each local consumer gets a `layer.resync` message and catches up from JobEvent
-(consumers.JobStatusConsumer.layer_resync), the same way it fills a gap between two pushes.
+Upstream (channels-redis 4.3, `RedisSingleShardConnection._do_receiving`): Redis pub/sub keeps nothing for
+a subscriber that is away, and while the connection is down (Redis restarted, a network blip) every push to
+this process's groups is lost while redis-py re-subscribes silently (django/channels_redis#256). The
+`on_disconnect` / `on_reconnect` options added for this by django/channels_redis#259 are still accepted by
+`RedisPubSubLoopLayer` but no longer fired since the layer moved to redis-py. A client whose job finished
+meanwhile would wait forever on an open socket. So once the receive loop reads again after a failure,
+each local consumer gets a `layer.resync` message and catches up from JobEvent
+(realtime.consumers.JobStatusConsumer.layer_resync), the same way it fills a gap between two pushes.
+
+Outside the tested channels-redis series the layer is the stock RedisPubSubChannelLayer (no resync: a
+client catches up when it reconnects).
 """
 from __future__ import annotations
 
@@ -15,8 +22,12 @@ from typing import Any
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 from channels_redis.utils import _wrap_close
 
+from .versions import supported
+
 logger = logging.getLogger(__name__)
 
+PATCH = "channels_redis_pubsub"
+TESTED = {"channels-redis": "==4.3.*"}
 RESYNC_EVENT = {"type": "layer.resync"}
 RETRY_PAUSE_S = 1.0  # as channels-redis: one failed read, then a pause before the next try
 
@@ -56,8 +67,8 @@ class _DecodeOnceSerializerProxy:
     """The layer's serializer, but a group message put into N local queues is decoded once, not N times.
 
     channels-redis puts the same bytes object into the queue of every local channel of a group and each
-    consumer's `receive` deserializes it; a job watched by 1,000 sockets was msgpack-decoded 1,000 times.
-    The consumers then share one dict: they read it and never mutate it (realtime/consumers.py).
+    consumer's `receive` deserializes it. The consumers then share one dict: they read it and never mutate
+    it (realtime/consumers.py).
     """
 
     def __init__(self, serializer: Any) -> None:
@@ -87,9 +98,13 @@ class ResyncingPubSubChannelLayer(RedisPubSubChannelLayer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._serializer = _DecodeOnceSerializerProxy(self._serializer)
+        self.patched = supported(PATCH, TESTED)
+        if self.patched:
+            self._serializer = _DecodeOnceSerializerProxy(self._serializer)
 
     def _get_layer(self) -> RedisPubSubLoopLayer:
+        if not self.patched:
+            return super()._get_layer()
         loop = asyncio.get_running_loop()
         try:
             return self._layers[loop]

@@ -1,0 +1,32 @@
+"""`python -m patches.daphne …`: daphne (same arguments, same ASGI application), tuned for many websockets.
+
+Two changes to stock daphne: Twisted's optimistic TCP writes (patches/twisted_tcp.py) and a higher gen-0
+garbage-collection threshold. README, Procfile, compose.yaml and the Dockerfile run web processes this way;
+bench/ws_fanout.py measures it against stock `daphne` (docs/BENCHMARKS.md).
+"""
+from __future__ import annotations
+
+import gc
+import sys
+
+from .twisted_tcp import install_optimistic_tcp_writes
+
+# A daphne busy with websocket frames runs Python's default gen-0 collection (every 700 allocations)
+# thousands of times a second, and each one ages objects into the older generations, whose passes over
+# every connection's objects were its p99 (docs/BENCHMARKS.md, "Garbage collection"). 10x fewer young
+# collections; gen 1/2 keep their defaults (and CPython's rule that a full pass waits until a quarter of
+# the long-lived objects are new), so cyclic garbage is still reclaimed.
+GC_THRESHOLDS = (7000, 10, 10)
+
+
+def main() -> None:
+    gc.set_threshold(*GC_THRESHOLDS)
+    from daphne.cli import CommandLineInterface
+
+    install_optimistic_tcp_writes()
+    sys.argv[0] = "daphne"
+    CommandLineInterface.entrypoint()
+
+
+if __name__ == "__main__":
+    main()
