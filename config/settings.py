@@ -277,6 +277,13 @@ API_JOB_CREATE_RATE = env_str("JOBS_CREATE_RATE", "60/min")
 # Seconds a web process remembers which user an API token belongs to (api.authentication.CachedTokenAuthentication):
 # a deleted token or deactivated user is refused by other processes within this time. 0: no cache.
 API_TOKEN_CACHE_S = env_float("API_TOKEN_CACHE_S", 5.0)
+# --- API clients' conveniences (issue 17): Idempotency-Key and Server-Sent Events ---
+# How long an Idempotency-Key is remembered per user (CONTRACT.md: 24 h).
+IDEMPOTENCY_KEY_TTL_S = env_int("IDEMPOTENCY_KEY_TTL_S", 86400)
+# A claim whose request never finished (its process died) is taken over by a retry after this long.
+IDEMPOTENCY_CLAIM_TIMEOUT_S = env_int("IDEMPOTENCY_CLAIM_TIMEOUT_S", 60)
+# Seconds without events after which an SSE stream sends a comment line (CONTRACT.md: at most 15).
+SSE_KEEPALIVE_S = env_float("SSE_KEEPALIVE_S", 15.0)
 # Throttle counters live in Redis so every server process shares them.
 CACHES = {
     "default": {

@@ -16,6 +16,7 @@ urlpatterns = [
     *slash_optional("api/auth/token/", ObtainTokenView.as_view(), "api-token"),
     path("", include("projects.api.urls")),
     path("", include("jobs.api.urls")),
+    path("", include("realtime.urls")),
     *slash_optional("api/schema/", SpectacularAPIView.as_view(), "schema"),
     *slash_optional("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), "api-docs"),
     *slash_optional("healthz", HealthView.as_view(), "healthz"),
