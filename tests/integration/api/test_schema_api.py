@@ -119,7 +119,10 @@ MAX_EXAMPLES = 15  # per operation and mode: ~15 operations x 2 modes x 15 = ~45
 def test_api__fuzzed_requests_never_5xx_and_match_the_schema(api_schema, fuzz_world):
     """Every operation, valid and invalid generated inputs: no 5xx and every response as documented."""
     headers = {"Authorization": f"Token {fuzz_world['token']}"}
-    operations = [result.ok() for result in api_schema.get_all_operations()]
+    # The SSE streams need the ASGI server (an open stream waits for live events; WSGI cannot serve
+    # that): tests/integration/api/test_sse_api.py and tests/e2e/test_sse_stream.py cover them.
+    operations = [op for op in (result.ok() for result in api_schema.get_all_operations())
+                  if not op.path.endswith("/stream/")]
     assert len(operations) >= 14
     tried: list[str] = []
     succeeded: set[str] = set()
