@@ -210,6 +210,7 @@ CELERY_TASK_ROUTES = (
         "jobs.tasks.reap_jobs_task": {"queue": job_queues.MAINTENANCE},
         "jobs.tasks.cleanup_results_task": {"queue": job_queues.MAINTENANCE},
         "jobs.tasks.terminate_cancelled_job_task": {"queue": job_queues.MAINTENANCE},
+        "api.tasks.sweep_idempotency_keys_task": {"queue": job_queues.MAINTENANCE},
     },
     # Each stage task to its queue, derived from the job plans (jobs/plans) when Celery first routes.
     "jobs.plans.routing.route_task",

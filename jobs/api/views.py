@@ -10,6 +10,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from api import idempotency
 from api.throttling import JobCreateThrottle
 from api.schema import READ_ERRORS, WRITE_ERRORS, error_responses
 from jobs import selectors, services
@@ -49,11 +50,11 @@ class JobObjectMixin:
     post=extend_schema(
         summary="Create a job (status queued)",
         request=JobCreateSerializer,
-        parameters=[LOCATION],
-        responses={201: JobSerializer, **error_responses(*WRITE_ERRORS, 429)},
+        parameters=[LOCATION, *idempotency.SCHEMA_PARAMETERS],
+        responses={201: JobSerializer, **error_responses(*WRITE_ERRORS, 429), **idempotency.SCHEMA_RESPONSES},
     ),
 )
-class JobListCreateView(generics.ListCreateAPIView):
+class JobListCreateView(idempotency.IdempotentCreateMixin, generics.ListCreateAPIView):
     serializer_class = JobSerializer
 
     def get_throttles(self) -> list:

@@ -7,6 +7,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import generics
 from rest_framework.serializers import BaseSerializer
 
+from api import idempotency
 from api.schema import READ_ERRORS, WRITE_ERRORS, error_responses
 from projects import selectors, services
 from projects.models import Project
@@ -21,9 +22,11 @@ PROJECT_ID = OpenApiParameter("project_id", OpenApiTypes.UUID, OpenApiParameter.
     get=extend_schema(summary="List your projects, newest first",
                       responses={200: ProjectSerializer(many=True), **error_responses(400, 401, 404)}),
     post=extend_schema(summary="Create a project",
-                       responses={201: ProjectSerializer, **error_responses(400, 401, 403, 413, 415)}),
+                       parameters=idempotency.SCHEMA_PARAMETERS,
+                       responses={201: ProjectSerializer, **error_responses(400, 401, 403, 413, 415),
+                                  **idempotency.SCHEMA_RESPONSES}),
 )
-class ProjectListCreateView(generics.ListCreateAPIView):
+class ProjectListCreateView(idempotency.IdempotentCreateMixin, generics.ListCreateAPIView):
     serializer_class = ProjectSerializer
 
     def get_queryset(self) -> QuerySet[Project]:

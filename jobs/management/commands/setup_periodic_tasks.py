@@ -11,6 +11,7 @@ from jobs.conf import job_settings
 PERIODIC_TASKS: dict[str, tuple[str, str | int]] = {
     "jobs: reap stale and undispatched jobs": ("jobs.tasks.reap_jobs_task", "REAPER_INTERVAL_S"),
     "jobs: delete expired task results": ("jobs.tasks.cleanup_results_task", 600),
+    "api: delete expired Idempotency-Keys": ("api.tasks.sweep_idempotency_keys_task", 3600),
 }
 
 
