@@ -3,13 +3,15 @@
  * Vanilla ES5, no build step. Usage (docs/jobsocket.md):
  *   var socket = new JobSocket({path: "/ws/jobs/" + id + "/", pollUrl: "/api/jobs/" + id + "/"});
  *   socket.onStatus(function (msg) { ... msg.status, msg.progress, msg.seq ... });
- *   socket.onConnection(function (state) { ... "open" | "reconnecting" | "polling" | "closed" ... });
+ *   socket.onConnection(function (state) { ... "open" | "reconnecting" | "sse" | "polling" | "closed" ... });
  *   socket.start();
  *
  * Guarantees to onStatus callbacks: messages of one job arrive with rising seq, never twice. After a
  * reconnect the client sends {"type":"resume","after_seq":lastSeq} per job it has seen, so the events it
- * missed are replayed in order. After repeated websocket failures it polls pollUrl (converting the REST
- * job JSON to the same message shape) and keeps retrying the websocket now and then.
+ * missed are replayed in order. After repeated websocket failures it follows the same messages as
+ * Server-Sent Events (EventSource on /api/jobs/<id>/stream/ or /api/projects/<id>/stream/, resuming after
+ * the last seq), and when that fails too it polls pollUrl (converting the REST job JSON to the same
+ * message shape); meanwhile it retries the websocket now and then.
  */
 (function (root) {
   "use strict";
@@ -26,6 +28,8 @@
     pollIntervalMs: 2000,
     pollMaxIntervalMs: 15000,
     wsRetryWhilePollingMs: 30000,
+    sseUrl: undefined,       // derived from path; null turns the Server-Sent Events fallback off
+    sseMaxErrors: 3,         // EventSource reconnects that fail in a row before falling back to polling
     resumeWaitMs: 5000       // how long to hold back messages that skip seqs while a resume replays
   };
 
@@ -47,11 +51,15 @@
     this.path = options.path;
     this.pollUrl = options.pollUrl || null;
     this.isProjectStream = /\/ws\/projects\//.test(this.path);
+    this.sseUrl = this.options.sseUrl === undefined ? JobSocket.streamUrl(this.path) : this.options.sseUrl;
     this.lastSeq = {};        // job_id -> highest seq delivered
     this.state = "idle";
     this._statusCallbacks = [];
     this._connectionCallbacks = [];
     this._ws = null;
+    this._sse = null;
+    this._sseErrors = 0;
+    this._sseFailed = false;
     this._failures = 0;
     this._timers = {};
     this._resuming = {};      // job_id -> time until which seq-skipping messages wait for the replay
@@ -82,6 +90,7 @@
   JobSocket.prototype.close = function () {
     this._stopped = true;
     this._clearTimers();
+    this._stopSse();
     if (this._ws) {
       var ws = this._ws;
       this._ws = null;
@@ -132,6 +141,8 @@
     ws.onopen = function () {
       if (self._ws !== ws) { return; }
       self._failures = 0;
+      self._sseFailed = false;  // the next outage may be one the stream gets through
+      self._stopSse();
       self._stopPolling();
       self._setState("open");
       self._sendResumes();
@@ -162,8 +173,12 @@
   JobSocket.prototype._onFailure = function () {
     this._ws = null;
     this._failures += 1;
-    if (this.pollUrl && this._failures >= this.options.failuresBeforePolling) {
-      this._startPolling();
+    if (this._failures >= this.options.failuresBeforePolling && (this._canUseSse() || this.pollUrl)) {
+      if (this._canUseSse()) {
+        this._startSse();
+      } else {
+        this._startPolling();
+      }
       this._schedule("connect", jitter(this.options.wsRetryWhilePollingMs), this._connect);
     } else {
       this._setState("reconnecting");
@@ -221,6 +236,71 @@
     for (var i = 0; i < this._statusCallbacks.length; i++) {
       try { this._statusCallbacks[i](message); } catch (e) { if (root.console) { root.console.error(e); } }
     }
+  };
+
+  /* --- Server-Sent Events fallback ------------------------------------------------------------------ */
+
+  /* EventSource sends cookies but no Authorization header, so token clients go straight to polling. */
+  JobSocket.prototype._canUseSse = function () {
+    return !!this.sseUrl && !this.options.token && !this._sseFailed && typeof root.EventSource === "function";
+  };
+
+  JobSocket.prototype._startSse = function () {
+    var self = this;
+    if (this._sse || this._stopped) { return; }
+    var url = this.sseUrl;
+    var jobId = this.isProjectStream ? null : Object.keys(this.lastSeq)[0];
+    if (jobId !== undefined && jobId !== null) {  // a job stream replays what this client has not seen
+      url += (url.indexOf("?") === -1 ? "?" : "&") + "after_seq=" + this.lastSeq[jobId];
+    }
+    var source;
+    try {
+      source = new root.EventSource(url, { withCredentials: true });
+    } catch (e) {
+      this._sseFailed = true;
+      this._startPolling();
+      return;
+    }
+    this._sse = source;
+    this._sseErrors = 0;
+    source.onopen = function () {
+      if (self._sse !== source) { return; }
+      self._sseErrors = 0;
+      self._stopPolling();
+      self._setState("sse");
+    };
+    source.addEventListener("status", function (event) {
+      if (self._sse !== source) { return; }
+      var message;
+      try { message = JSON.parse(event.data); } catch (e) { return; }
+      self._deliver(message, false);
+      // A job's stream ends after its terminal status; without this EventSource would reconnect.
+      if (!self.isProjectStream && TERMINAL[message.status]) { self._stopSse(); }
+    });
+    source.onerror = function () {
+      if (self._sse !== source) { return; }
+      self._sseErrors += 1;
+      // CLOSED: refused (401/404, not an event stream): no use retrying it. Otherwise EventSource
+      // reconnects by itself (with Last-Event-ID) until it failed sseMaxErrors times in a row.
+      if (source.readyState === 2 || self._sseErrors >= self.options.sseMaxErrors) {
+        self._sseFailed = true;
+        self._stopSse();
+        if (self.pollUrl) { self._startPolling(); }
+      }
+    };
+  };
+
+  JobSocket.prototype._stopSse = function () {
+    if (!this._sse) { return; }
+    var source = this._sse;
+    this._sse = null;
+    try { source.close(); } catch (e) { /* already closed */ }
+  };
+
+  /* The SSE URL for a websocket path: /ws/jobs/<id>/ -> /api/jobs/<id>/stream/ (null for other paths). */
+  JobSocket.streamUrl = function (path) {
+    var match = /^\/ws\/(jobs|projects)\/([^/?#]+)\/?$/.exec(path || "");
+    return match ? "/api/" + match[1] + "/" + match[2] + "/stream/" : null;
   };
 
   /* --- polling fallback ------------------------------------------------------------------------------ */

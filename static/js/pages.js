@@ -6,7 +6,8 @@
   var TERMINAL = ["completed", "failed", "cancelled"];
   var UNFINISHED = ["queued", "processing"];
   var CONNECTION_TEXT = {
-    open: "Live", reconnecting: "Reconnecting…", polling: "Live (polling)", closed: "Offline"
+    open: "Live", reconnecting: "Reconnecting…", sse: "Live (event stream)", polling: "Live (polling)",
+    closed: "Offline"
   };
   var TYPE_LABELS = {
     full_video: "Full video", image_generation: "Image generation", audio_generation: "Audio generation"
