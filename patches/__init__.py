@@ -9,5 +9,6 @@ stock behaviour in place and logs a warning saying why. Measured effects: docs/B
 - channels_redis_pubsub: channels-redis's pub/sub layer tells consumers to resync after a reconnect,
   and decodes a group message once per process.
 - channels_consumer: the consumers' dispatch loop without a task and `asyncio.wait` per message.
+- django_asgi_streams: the SSE stream paths skip Django's per-request thread context (no thread per stream).
 - daphne: `python -m patches.daphne`, the web process: daphne with the Twisted patch applied.
 """

@@ -39,11 +39,12 @@ STREAM_DESCRIPTION = (
     "A comment line (`: keep-alive`) follows every 15 s without events."
 )
 EVENT_STREAM = OpenApiResponse(OpenApiTypes.STR, description=STREAM_DESCRIPTION)
+SEQ_SCHEMA = {"type": "integer", "minimum": 0, "maximum": SEQ_MAX}
 LAST_EVENT_ID = OpenApiParameter(
-    "Last-Event-ID", OpenApiTypes.INT, OpenApiParameter.HEADER, required=False,
+    "Last-Event-ID", SEQ_SCHEMA, OpenApiParameter.HEADER, required=False,
     description="Replay every event after this seq first (EventSource sends it when it reconnects).")
 AFTER_SEQ = OpenApiParameter(
-    "after_seq", OpenApiTypes.INT, OpenApiParameter.QUERY, required=False,
+    "after_seq", SEQ_SCHEMA, OpenApiParameter.QUERY, required=False,
     description="The same as `Last-Event-ID`, for clients that cannot set headers (the header wins).")
 
 
