@@ -239,7 +239,7 @@ async def _follow(sub: Subscription, cursor: _Cursor,
         if kind == events.JOB_STATUS_EVENT:
             async for chunk in _live(cursor, event.get("payload") or {}, event.get("text")):
                 yield chunk
-        elif kind == "layer.resync":  # realtime.layers: Redis came back, pushes may have been lost
+        elif kind == "layer.resync":  # patches.channels_redis_pubsub: Redis came back, pushes may be lost
             async for chunk in catch_up():
                 yield chunk
 
