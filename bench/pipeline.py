@@ -13,12 +13,13 @@ from pathlib import Path
 # Runnable as a plain script from the repository root without installing the project.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs.pipeline import NullContext, PipelineConfig  # noqa: E402
+from jobs.pipeline import PipelineConfig  # noqa: E402
 from jobs.pipeline.audio import pick_engine, run_audio_stage  # noqa: E402
 from jobs.pipeline.images import run_image_stage  # noqa: E402
 from jobs.pipeline.script import run_parse_stage  # noqa: E402
 from jobs.pipeline.video import run_video_stage  # noqa: E402
 from jobs.plans import validate_params  # noqa: E402
+from tests.doubles import NullContext  # noqa: E402
 
 SENTENCES = (
     "The harbour wakes slowly under a pale sky.",

@@ -1,7 +1,12 @@
-"""Typed readers for environment variables; every setting comes through here."""
+"""Typed readers for environment variables; every setting comes through here.
+
+Each reader takes the variable's name, its default, and optionally the mapping to read (os.environ unless
+a caller, such as the pipeline's config, passes its own).
+"""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -9,14 +14,18 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def env_str(name: str, default: str | None = None) -> str | None:
+class InvalidSetting(ImproperlyConfigured, ValueError):
+    """A variable that is set to something its reader cannot use; the message names the variable."""
+
+
+def env_str(name: str, default: str | None = None, *, environ: Mapping[str, str] | None = None) -> str | None:
     """Return the variable's value, or `default` when unset or empty."""
-    value = os.environ.get(name)
+    value = (os.environ if environ is None else environ).get(name)
     return value if value not in (None, "") else default
 
 
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
+def env_bool(name: str, default: bool, *, environ: Mapping[str, str] | None = None) -> bool:
+    value = (os.environ if environ is None else environ).get(name)
     if value is None:
         return default
     lowered = value.strip().lower()
@@ -24,32 +33,38 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if lowered in _FALSE:
         return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {value!r}")
+    raise InvalidSetting(f"{name} must be a boolean (1/0, true/false), got {value!r}")
 
 
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value in (None, ""):
+def env_int(name: str, default: int, *, minimum: int | None = None, environ: Mapping[str, str] | None = None) -> int:
+    value = (os.environ if environ is None else environ).get(name, "").strip()
+    if value == "":
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+        raise InvalidSetting(f"{name} must be an integer, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise InvalidSetting(f"{name} must be at least {minimum}, got {number}")
+    return number
 
 
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if value in (None, ""):
+def env_float(name: str, default: float, *, positive: bool = False, environ: Mapping[str, str] | None = None) -> float:
+    value = (os.environ if environ is None else environ).get(name, "").strip()
+    if value == "":
         return default
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+        raise InvalidSetting(f"{name} must be a number, got {value!r}") from None
+    if positive and not number > 0:
+        raise InvalidSetting(f"{name} must be positive, got {number}")
+    return number
 
 
-def env_list(name: str, default: list[str]) -> list[str]:
+def env_list(name: str, default: list[str], *, environ: Mapping[str, str] | None = None) -> list[str]:
     """A comma-separated list; blanks are dropped."""
-    value = os.environ.get(name)
+    value = (os.environ if environ is None else environ).get(name)
     if value is None:
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]

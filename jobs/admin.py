@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from . import selectors, services
+from .display import format_duration
 from .exceptions import InvalidTransition
 from .models import GenerationJob, JobEvent
 
@@ -70,11 +71,7 @@ class GenerationJobAdmin(admin.ModelAdmin):
 
     @admin.display(description="duration")
     def duration_display(self, obj: GenerationJob) -> str:
-        seconds = obj.duration_s
-        if seconds is None:
-            return "—"
-        minutes, secs = divmod(int(round(seconds)), 60)
-        return f"{minutes}m {secs:02d}s" if minutes else f"{seconds:.1f}s"
+        return format_duration(obj.duration_s, unknown="—")
 
     @admin.action(description="Cancel selected jobs")
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:

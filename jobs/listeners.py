@@ -6,7 +6,7 @@ events that are durably in the database. A listener that raises is logged and ne
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
@@ -29,22 +29,6 @@ class CommittedEvent:
     result: Any
     attempt: int
     message: str = ""
-
-    def as_message(self) -> dict[str, Any]:
-        """The websocket/CONTRACT.md `status` message for this event."""
-        return {
-            "type": "status",
-            "job_id": self.job_id,
-            "status": self.status,
-            "progress": self.progress,
-            "current_stage": self.current_stage,
-            "error_message": self.error_message,
-            "seq": self.seq,
-            "result": self.result,
-        }
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 Listener = Callable[[CommittedEvent], None]

@@ -58,10 +58,6 @@ class GenerationJob(models.Model):
         return f"{self.job_type} {self.id} ({self.status})"
 
     @property
-    def is_terminal(self) -> bool:
-        return states.is_terminal(self.status)
-
-    @property
     def duration_s(self) -> float | None:
         if self.started_at is None:
             return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q
@@ -18,7 +18,7 @@ from django.utils import timezone
 from ops import metrics
 
 from . import leases, services, states
-from .conf import job_settings
+from .conf import JobSettings, job_settings
 from .models import GenerationJob
 
 logger = logging.getLogger(__name__)
@@ -39,35 +39,8 @@ class ReapReport:
         return {"ran": self.ran, "requeued": self.requeued, "failed": self.failed, "redispatched": self.redispatched}
 
 
-def job_record_lost_worker(*, job_id: str, attempt: int, reason: str) -> str | None:
-    """Count a lost worker for this attempt: requeue as a new attempt, or fail after MAX_ATTEMPTS.
-
-    Returns "requeued", "failed" or None when the attempt had already moved on (someone else counted it).
-    """
-    conf = job_settings()
-    job = services.job_get(job_id=job_id)
-    if job.attempts != attempt or job.status != states.PROCESSING:
-        return None
-    lost = job.lost_count + 1
-    if lost >= conf.MAX_ATTEMPTS:
-        done = services.job_fail(job_id=job_id, error_message=f"worker lost {lost} times", attempt=attempt)
-        outcome = "failed"
-    else:
-        done = services.job_requeue(job_id=job_id, reason=f"{reason}; worker lost {lost} of {conf.MAX_ATTEMPTS} times",
-                                    attempt=attempt)
-        outcome = "requeued"
-    if done is None:
-        return None
-    logger.warning("job %s: %s (%s, lost %s times)", job_id, outcome, reason, lost,
-                   extra={"job_id": str(job_id), "attempt": attempt, "lost_count": lost})
-    metrics.count_reaper_action(outcome)
-    return outcome
-
-
 def reap_jobs() -> ReapReport:
     """Requeue (or fail) processing jobs whose lease went stale; dispatch queued jobs that have no task."""
-    from .dispatch import dispatch_job
-
     conf = job_settings()
     # The lock outlives a reaper killed mid-run; keep that pause short (every action below is a
     # conditional update, so an overlap after expiry is harmless).
@@ -77,40 +50,56 @@ def reap_jobs() -> ReapReport:
             return ReapReport(ran=False)
         report = ReapReport()
         now = timezone.now()
-        stale_before = now - timedelta(seconds=conf.STALE_AFTER_S)
-        stale = GenerationJob.objects.filter(status=states.PROCESSING).filter(
-            Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)
-        ).values_list("pk", "attempts", "heartbeat_at")
-        for job_id, attempt, heartbeat_at in stale:
-            # A stage waiting out a retry backoff keeps a live lease without heartbeating the row.
-            if leases.live_holders(job_id, attempt):
-                continue
-            # Between stages nothing heartbeats: the next stage's message waits behind a backlog. Give it
-            # the patience a queued job gets before counting a lost worker (tests/reliability/test_api_load.py
-            # failed 200 jobs "worker lost 3 times" without this).
-            handed_over = leases.handed_over_at(job_id, attempt)
-            if handed_over is not None and time.time() - handed_over < conf.QUEUED_REDISPATCH_AFTER_S:
-                continue
-            quiet_s = (now - heartbeat_at).total_seconds() if heartbeat_at else conf.STALE_AFTER_S
-            outcome = job_record_lost_worker(job_id=str(job_id), attempt=attempt,
-                                             reason=f"no heartbeat for {quiet_s:.0f} s")
-            if outcome == "requeued":
-                report.requeued.append(str(job_id))
-            elif outcome == "failed":
-                report.failed.append(str(job_id))
-
-        grace = min(UNDISPATCHED_GRACE_S, conf.QUEUED_REDISPATCH_AFTER_S)
-        waiting = GenerationJob.objects.filter(status=states.QUEUED).filter(
-            Q(dispatched_at__isnull=True, queued_at__lt=now - timedelta(seconds=grace))
-            | Q(dispatched_at__lt=now - timedelta(seconds=conf.QUEUED_REDISPATCH_AFTER_S))
-        ).values_list("pk", "job_type", "attempts")
-        for job_id, job_type, attempt in waiting:
-            if dispatch_job(job_id=str(job_id), job_type=job_type, attempt=attempt):
-                report.redispatched.append(str(job_id))
-                metrics.count_reaper_action("redispatched")
+        _reap_lost_workers(report, now, conf)
+        _redispatch_waiting(report, now, conf)
     if report.requeued or report.failed or report.redispatched:
         logger.info("reaper: %s", report.as_dict())
     return report
+
+
+def _looks_lost(job_id: object, attempt: int, conf: JobSettings) -> bool:
+    """A processing job with a stale row lease whose stages do not show a live holder either."""
+    # A stage waiting out a retry backoff keeps a live lease without heartbeating the row.
+    if leases.live_holders(job_id, attempt):
+        return False
+    # Between stages nothing heartbeats: the next stage's message waits behind a backlog. Give it the
+    # patience a queued job gets before counting a lost worker (tests/reliability/test_api_load.py failed
+    # 200 jobs "worker lost 3 times" without this).
+    handed_over = leases.handed_over_at(job_id, attempt)
+    return handed_over is None or time.time() - handed_over >= conf.QUEUED_REDISPATCH_AFTER_S
+
+
+def _reap_lost_workers(report: ReapReport, now: datetime, conf: JobSettings) -> None:
+    stale_before = now - timedelta(seconds=conf.STALE_AFTER_S)
+    stale = GenerationJob.objects.filter(status=states.PROCESSING).filter(
+        Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)
+    ).values_list("pk", "attempts", "heartbeat_at")
+    for job_id, attempt, heartbeat_at in stale:
+        if not _looks_lost(job_id, attempt, conf):
+            continue
+        quiet_s = (now - heartbeat_at).total_seconds() if heartbeat_at else conf.STALE_AFTER_S
+        # The fail-or-requeue decision is the service's, under the row lock (the read above is unlocked).
+        outcome = services.job_record_lost_worker(job_id=job_id, attempt=attempt,
+                                                  reason=f"no heartbeat for {quiet_s:.0f} s")
+        if outcome == "requeued":
+            report.requeued.append(str(job_id))
+        elif outcome == "failed":
+            report.failed.append(str(job_id))
+
+
+def _redispatch_waiting(report: ReapReport, now: datetime, conf: JobSettings) -> None:
+    """Dispatch queued jobs never dispatched (broker down at create) or whose dispatch went nowhere."""
+    from .dispatch import dispatch_job
+
+    grace = min(UNDISPATCHED_GRACE_S, conf.QUEUED_REDISPATCH_AFTER_S)
+    waiting = GenerationJob.objects.filter(status=states.QUEUED).filter(
+        Q(dispatched_at__isnull=True, queued_at__lt=now - timedelta(seconds=grace))
+        | Q(dispatched_at__lt=now - timedelta(seconds=conf.QUEUED_REDISPATCH_AFTER_S))
+    ).values_list("pk", "job_type", "attempts")
+    for job_id, job_type, attempt in waiting:
+        if dispatch_job(job_id=str(job_id), job_type=job_type, attempt=attempt):
+            report.redispatched.append(str(job_id))
+            metrics.count_reaper_action("redispatched")
 
 
 def cleanup_task_results() -> int:

@@ -1,22 +1,14 @@
 """Read-only queries over jobs, always scoped to an owner where a user is given."""
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django.db.models import Min, Q, QuerySet, Subquery
 
 from . import states
 from .exceptions import JobNotFound
+from .ids import parse_uuid
 from .models import GenerationJob, JobEvent
-
-
-def _valid_uuid(value: Any) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except (ValueError, TypeError, AttributeError):
-        return False
-    return True
 
 
 def jobs_for_user(*, user: Any) -> QuerySet[GenerationJob]:
@@ -26,7 +18,7 @@ def jobs_for_user(*, user: Any) -> QuerySet[GenerationJob]:
 
 def job_get_for_user(*, job_id: Any, user: Any) -> GenerationJob:
     """One of the user's jobs; JobNotFound for unknown ids and other users' jobs alike."""
-    if not _valid_uuid(job_id):
+    if parse_uuid(job_id) is None:
         raise JobNotFound(job_id)
     # Not jobs_for_user(): one row needs no ordering, and not the project's columns (its script can be long).
     job = GenerationJob.objects.filter(pk=job_id, project__owner=user).first()
@@ -37,7 +29,7 @@ def job_get_for_user(*, job_id: Any, user: Any) -> GenerationJob:
 
 def jobs_for_project(*, project_id: Any, user: Any | None = None) -> QuerySet[GenerationJob]:
     """A project's jobs, newest first (served by the (project, -created_at) index)."""
-    if not _valid_uuid(project_id):
+    if parse_uuid(project_id) is None:
         return GenerationJob.objects.none()
     query = GenerationJob.objects.filter(project_id=project_id)
     if user is not None:

@@ -2,7 +2,8 @@
 
 Every change runs in a transaction holding the job's row lock (SELECT … FOR UPDATE on PostgreSQL; SQLite
 serialises writers with BEGIN IMMEDIATE), records a JobEvent with the next `seq`, and hands the committed
-event to jobs.listeners via `transaction.on_commit`. Worker-side calls (start, progress, complete, fail,
+event to jobs.listeners via `transaction.on_commit` (the lock and the event: jobs/records.py; the progress
+rules: jobs/progress_rules.py). Worker-side calls (start, progress, complete, fail,
 requeue) treat a late or replayed update as a logged no-op; caller-side actions (cancel, retry, a strict
 status update) raise InvalidTransition so the API can answer 409.
 """
@@ -10,71 +11,87 @@ from __future__ import annotations
 
 import logging
 import uuid
-from functools import lru_cache, partial
 from typing import Any, Callable
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from ops import metrics
 
-from . import listeners, states
+from . import progress_rules, states
+from .conf import job_settings
 from .exceptions import InvalidJobInput, InvalidTransition, JobNotFound
+from .ids import parse_uuid
 from .models import GenerationJob, JobEvent
+from .records import lock_job, record_event, trim_stage
 
 logger = logging.getLogger(__name__)
 
-STAGE_MAX_LENGTH = GenerationJob._meta.get_field("current_stage").max_length
-_JOB_FIELDS_SAVED = [
-    "status", "progress", "current_stage", "error_message", "result", "attempts", "lost_count", "seq",
-    "stage_progress", "worker", "heartbeat_at", "queued_at", "dispatched_at", "celery_task_id",
-    "started_at", "completed_at", "updated_at",
-]
+Mutate = Callable[[GenerationJob], None]
 
 
-def clamp_progress(value: float) -> float:
-    """Clamp to 0..100 (NaN counts as 0) and round to 0.1 so tiny float noise is not an event."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return 0.0
-    if number != number:  # NaN
-        return 0.0
-    return round(min(100.0, max(0.0, number)), 1)
+# --- internals: one transition under the row lock ------------------------------------------------------
+
+def _allowed(job: GenerationJob, target: str, *, retry: bool) -> bool:
+    """Whether the locked job may move to `target` (an explicit retry only admits failed|cancelled -> queued)."""
+    if retry:
+        return target in states.RETRY_TRANSITIONS.get(job.status, frozenset())
+    return states.can_transition(job.status, target)
 
 
-def trim_stage(stage: str | None) -> str:
-    return (stage or "").strip()[:STAGE_MAX_LENGTH]
+def _enter_processing(job: GenerationJob, now: Any) -> None:
+    job.started_at = now
+    job.heartbeat_at = now
 
 
-# --- internals ----------------------------------------------------------------------------------------
+def _enter_queued(job: GenerationJob, now: Any) -> None:
+    # Back to queued is always a new attempt (retry, lost worker, or a plain status update), so late
+    # updates of the old attempt are refused and progress starts over without "going down".
+    job.attempts += 1
+    job.queued_at = now
+    job.dispatched_at = job.started_at = job.completed_at = job.heartbeat_at = None
+    job.celery_task_id = job.worker = job.current_stage = ""
+    job.progress = 0.0
+    job.stage_progress = {}
+    job.error_message = job.result = None
 
-def _lock(job_id: uuid.UUID | str) -> GenerationJob:
-    try:
-        return GenerationJob.objects.select_for_update().get(pk=job_id)
-    except (GenerationJob.DoesNotExist, ValueError, TypeError, ValidationError):  # ValidationError: not a UUID
-        raise JobNotFound(job_id) from None
+
+def _enter_terminal(job: GenerationJob, now: Any) -> None:
+    job.completed_at = now
+    job.heartbeat_at = None
+    if job.status == states.COMPLETED:
+        job.progress = 100.0
 
 
-def _record_event(job: GenerationJob, *, kind: str, previous_status: str | None, message: str = "") -> JobEvent:
-    """Save the locked job with the next seq, write its JobEvent, and schedule the hand-off on commit."""
-    job.seq += 1
-    job.updated_at = timezone.now()
-    job.save(update_fields=_JOB_FIELDS_SAVED)
-    event = JobEvent.objects.create(
-        job=job, seq=job.seq, kind=kind, status=job.status, progress=job.progress,
-        stage=job.current_stage, message=message[:2000], attempt=job.attempts,
-    )
-    committed = listeners.CommittedEvent(
-        job_id=str(job.pk), project_id=str(job.project_id), job_type=job.job_type, seq=job.seq, kind=kind,
-        status=job.status, previous_status=previous_status, progress=job.progress,
-        current_stage=job.current_stage, error_message=job.error_message,
-        result=job.result if job.status == states.COMPLETED else None, attempt=job.attempts, message=message,
-    )
-    transaction.on_commit(partial(listeners.event_committed, committed))
-    transaction.on_commit(metrics.job_event_hook(job, kind=kind, previous_status=previous_status))
-    return event
+_ON_ENTER: dict[str, Callable[[GenerationJob, Any], None]] = {
+    states.PROCESSING: _enter_processing,
+    states.QUEUED: _enter_queued,
+    **{status: _enter_terminal for status in states.TERMINAL},
+}
+
+
+def _apply(job: GenerationJob, target: str, *, message: str = "", mutate: Mutate | None = None) -> str:
+    """Move the locked job to `target` with the fields that go with it and record the event; the old status."""
+    previous = job.status
+    job.status = target
+    _ON_ENTER[target](job, timezone.now())
+    if mutate is not None:
+        mutate(job)
+    record_event(job, kind=JobEvent.STATUS, previous_status=previous, message=message)
+    return previous
+
+
+def _log_moved(job: GenerationJob, previous: str, message: str) -> None:
+    logger.info("job %s: %s -> %s%s", job.pk, previous, job.status, f" ({message})" if message else "",
+                extra={"job_id": str(job.pk), "status": job.status, "attempt": job.attempts})
+
+
+def _stale(job: GenerationJob, attempt: int | None, target: str) -> bool:
+    if attempt is None or attempt == job.attempts:
+        return False
+    logger.info("job %s: ignoring %s from stale attempt %s (now %s)", job.pk, target, attempt, job.attempts,
+                extra={"job_id": str(job.pk)})
+    return True
 
 
 def _transition(
@@ -85,56 +102,21 @@ def _transition(
     retry: bool = False,
     attempt: int | None = None,
     message: str = "",
-    mutate: Callable[[GenerationJob], None] | None = None,
+    mutate: Mutate | None = None,
     refusal: str | None = None,
 ) -> GenerationJob | None:
     """Move a job to `target` under its row lock; None (logged) for a refused non-strict move."""
     with transaction.atomic():
-        job = _lock(job_id)
-        if attempt is not None and attempt != job.attempts:
-            logger.info("job %s: ignoring %s from stale attempt %s (now %s)", job.pk, target, attempt, job.attempts,
-                        extra={"job_id": str(job.pk)})
+        job = lock_job(job_id)
+        if _stale(job, attempt, target):
             return None
-        # An explicit retry is only the failed|cancelled -> queued move, never processing -> queued.
-        allowed = target in states.RETRY_TRANSITIONS.get(job.status, frozenset()) if retry else (
-            states.can_transition(job.status, target))
-        if not allowed:
+        if not _allowed(job, target, retry=retry):
             if strict:
                 raise InvalidTransition(job.pk, job.status, target, refusal and refusal.format(status=job.status))
             logger.info("job %s: ignoring late %s -> %s", job.pk, job.status, target, extra={"job_id": str(job.pk)})
             return None
-        previous = job.status
-        now = timezone.now()
-        job.status = target
-        if target == states.PROCESSING:
-            job.started_at = now
-            job.heartbeat_at = now
-        elif target == states.QUEUED:
-            # Back to queued is always a new attempt (retry, lost worker, or a plain status update), so late
-            # updates of the old attempt are refused and progress starts over without "going down".
-            job.attempts += 1
-            job.queued_at = now
-            job.dispatched_at = None
-            job.celery_task_id = ""
-            job.worker = ""
-            job.heartbeat_at = None
-            job.progress = 0.0
-            job.stage_progress = {}
-            job.current_stage = ""
-            job.started_at = None
-            job.completed_at = None
-            job.error_message = None
-            job.result = None
-        if target in states.TERMINAL:
-            job.completed_at = now
-            job.heartbeat_at = None
-        if target == states.COMPLETED:
-            job.progress = 100.0
-        if mutate is not None:
-            mutate(job)
-        _record_event(job, kind=JobEvent.STATUS, previous_status=previous, message=message)
-    logger.info("job %s: %s -> %s%s", job.pk, previous, target, f" ({message})" if message else "",
-                extra={"job_id": str(job.pk), "status": target, "attempt": job.attempts})
+        previous = _apply(job, target, message=message, mutate=mutate)
+    _log_moved(job, previous, message)
     return job
 
 
@@ -151,8 +133,8 @@ def job_create(*, project: Any, job_type: str, params: dict | None = None) -> Ge
         job = GenerationJob.objects.create(
             project=project, job_type=job_type, status=states.QUEUED, params=clean_params, queued_at=now
         )
-        job = _lock(job.pk)
-        _record_event(job, kind=JobEvent.STATUS, previous_status=None, message="Job created")
+        job = lock_job(job.pk)
+        record_event(job, kind=JobEvent.STATUS, previous_status=None, message="Job created")
     logger.info("job %s: created (%s) for project %s", job.pk, job_type, project.pk,
                 extra={"job_id": str(job.pk), "project_id": str(project.pk)})
     return job
@@ -160,10 +142,10 @@ def job_create(*, project: Any, job_type: str, params: dict | None = None) -> Ge
 
 def job_get(*, job_id: uuid.UUID | str) -> GenerationJob:
     """A job by id (no owner check; selectors.job_get_for_user scopes by owner)."""
-    try:
-        return GenerationJob.objects.select_related("project").get(pk=job_id)
-    except (GenerationJob.DoesNotExist, ValueError, TypeError, ValidationError):
-        raise JobNotFound(job_id) from None
+    job = GenerationJob.objects.select_related("project").filter(pk=parse_uuid(job_id)).first()
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
 
 
 def job_update_status(
@@ -199,155 +181,9 @@ def job_report_progress(
     """Record progress of a processing job; False (a no-op) if nothing moved or the job is not running.
 
     With `part`, `progress` is that stage's own 0-100 and the job's progress is the stage-weighted sum of
-    all parts, so stages running in parallel combine into one rising number.
-
-    On PostgreSQL this is one statement (`_REPORT_PROGRESS_SQL`); elsewhere the locked ORM path.
+    all parts, so stages running in parallel combine into one rising number (jobs/progress_rules.py).
     """
-    from django.db import connection
-
-    report = _report_progress_one_statement if (
-        ONE_STATEMENT_PROGRESS and connection.vendor == "postgresql") else _report_progress_locked
-    return report(job_id, progress=progress, stage=stage, part=part, attempt=attempt)
-
-
-def _report_progress_locked(
-    job_id: uuid.UUID | str, *, progress: float, stage: str | None, part: str | None, attempt: int | None
-) -> bool:
-    with transaction.atomic():
-        job = _lock(job_id)
-        if job.status != states.PROCESSING or (attempt is not None and attempt != job.attempts):
-            logger.debug("job %s: ignoring progress while %s", job.pk, job.status, extra={"job_id": str(job.pk)})
-            return False
-        value = clamp_progress(progress)
-        if part:
-            parts = dict(job.stage_progress or {})
-            parts[part] = max(float(parts.get(part, 0.0)), value)
-            job.stage_progress = parts
-            value = clamp_progress(_weighted_progress(job.job_type, parts))
-        new_progress = max(job.progress, value)  # never down within an attempt
-        new_stage = trim_stage(stage) if stage is not None else job.current_stage
-        if new_progress == job.progress and new_stage == job.current_stage:
-            if part:
-                job.save(update_fields=["stage_progress"])
-            return False
-        job.progress = new_progress
-        job.current_stage = new_stage
-        job.heartbeat_at = timezone.now()
-        _record_event(job, kind=JobEvent.PROGRESS, previous_status=job.status)
-    return True
-
-
-def _stage_weights() -> dict[str, dict[str, float]]:
-    try:
-        from .plans import STAGE_WEIGHTS
-    except ImportError:  # pipeline not installed: equal weights over the parts seen
-        return {}
-    return STAGE_WEIGHTS
-
-
-def _weighted_progress(job_type: str, parts: dict[str, float]) -> float:
-    STAGE_WEIGHTS = _stage_weights()
-    weights: dict[str, float] = dict(STAGE_WEIGHTS.get(job_type) or {p: 1.0 for p in parts})
-    total = sum(weights.values()) or 1.0
-    return sum(weights[name] * float(parts.get(name, 0.0)) for name in weights) / total
-
-
-# A progress report is the hottest write of the system (every running job, up to N a second each, and it sits
-# between the worker's call and the websocket push). The ORM path above costs five round trips (BEGIN, SELECT
-# FOR UPDATE, UPDATE, INSERT, COMMIT); this statement does the same in one, in autocommit: it locks the
-# row, merges the stage's part into `stage_progress`, computes the weighted progress (never down), bumps
-# `seq` and writes the JobEvent only if progress or stage moved, and returns the new state. The rules are the
-# locked path's (tests/integration/test_progress_paths.py runs every case on both).
-ONE_STATEMENT_PROGRESS = True  # tests switch it off to hold both paths to the same cases
-_REPORT_PROGRESS_SQL = """
-WITH prev AS (
-    SELECT id, progress, current_stage, COALESCE(stage_progress, '{{}}'::jsonb) AS sp, job_type
-    FROM {job} WHERE id = %(id)s AND status = %(processing)s
-        AND (%(attempt)s::integer IS NULL OR attempts = %(attempt)s::integer)
-    FOR UPDATE
-), parts AS (
-    SELECT prev.*, CASE WHEN %(part)s::text IS NULL THEN prev.sp ELSE prev.sp || jsonb_build_object(
-        %(part)s::text, GREATEST(COALESCE((prev.sp ->> %(part)s::text)::float8, 0), %(value)s::float8)) END AS new_sp
-    FROM prev
-), calc AS (
-    SELECT parts.id, parts.new_sp,
-        GREATEST(parts.progress, CASE WHEN %(part)s::text IS NULL THEN %(value)s::float8 ELSE round(COALESCE(
-            (SELECT SUM(w.value::float8 * COALESCE((parts.new_sp ->> w.key)::float8, 0)) / NULLIF(SUM(w.value::float8), 0)
-             FROM jsonb_each_text(%(weights)s::jsonb -> parts.job_type) AS w),
-            (SELECT AVG(p.value::float8) FROM jsonb_each_text(parts.new_sp) AS p),
-            0)::numeric, 1)::float8 END) AS new_progress,
-        COALESCE(%(stage)s::text, parts.current_stage) AS new_stage,
-        parts.progress AS old_progress, parts.current_stage AS old_stage
-    FROM parts
-), moved AS (
-    SELECT calc.*, (calc.new_progress <> calc.old_progress OR calc.new_stage <> calc.old_stage) AS changed FROM calc
-), upd AS (
-    UPDATE {job} AS j SET
-        stage_progress = moved.new_sp, progress = moved.new_progress, current_stage = moved.new_stage,
-        seq = CASE WHEN moved.changed THEN j.seq + 1 ELSE j.seq END,
-        heartbeat_at = CASE WHEN moved.changed THEN %(now)s ELSE j.heartbeat_at END,
-        updated_at = CASE WHEN moved.changed THEN %(now)s ELSE j.updated_at END
-    FROM moved WHERE j.id = moved.id AND (moved.changed OR %(part)s::text IS NOT NULL)
-    RETURNING j.id, j.project_id, j.job_type, j.seq, j.status, j.progress, j.current_stage, j.error_message,
-        j.attempts, moved.changed
-), ins AS (
-    INSERT INTO {event} (job_id, seq, kind, status, progress, stage, message, attempt, created_at)
-    SELECT upd.id, upd.seq, %(kind)s, upd.status, upd.progress, upd.current_stage, '', upd.attempts, %(now)s
-    FROM upd WHERE upd.changed
-)
-SELECT id, project_id, job_type, seq, status, progress, current_stage, error_message, attempts, changed FROM upd
-"""
-
-
-@lru_cache(maxsize=1)
-def _report_progress_statement() -> tuple[str, str]:
-    """The statement with this project's table names, and the stage weights as its JSON parameter."""
-    import json
-
-    from django.db import connection
-
-    sql = _REPORT_PROGRESS_SQL.format(job=connection.ops.quote_name(GenerationJob._meta.db_table),
-                                      event=connection.ops.quote_name(JobEvent._meta.db_table))
-    return sql, json.dumps(_stage_weights())
-
-
-def _report_progress_one_statement(
-    job_id: uuid.UUID | str, *, progress: float, stage: str | None, part: str | None, attempt: int | None
-) -> bool:
-    from django.db import connection
-
-    try:
-        job_uuid = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
-    except (ValueError, TypeError, AttributeError):
-        raise JobNotFound(job_id) from None
-    sql, weights = _report_progress_statement()
-    params = {
-        "id": job_uuid, "processing": states.PROCESSING, "attempt": attempt, "part": part or None,
-        "value": clamp_progress(progress), "weights": weights,
-        "stage": trim_stage(stage) if stage is not None else None, "now": timezone.now(), "kind": JobEvent.PROGRESS,
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        if not GenerationJob.objects.filter(pk=job_uuid).exists():
-            raise JobNotFound(job_id)
-        logger.debug("job %s: ignoring progress (not processing, or another attempt)", job_id,
-                     extra={"job_id": str(job_id)})
-        return False
-    pk, project_id, job_type, seq, status, new_progress, new_stage, error_message, attempts, changed = row
-    if not changed:
-        return False
-    committed = listeners.CommittedEvent(
-        job_id=str(pk), project_id=str(project_id), job_type=job_type, seq=seq, kind=JobEvent.PROGRESS,
-        status=status, previous_status=status, progress=new_progress, current_stage=new_stage,
-        error_message=error_message, result=None, attempt=attempts, message="",
-    )
-    # In autocommit the statement has committed and these run at once; inside a caller's atomic block they
-    # wait for its commit, as on the ORM path.
-    transaction.on_commit(partial(listeners.event_committed, committed))
-    transaction.on_commit(partial(metrics.count_event, JobEvent.PROGRESS))
-    return True
+    return progress_rules.report_progress(job_id, progress=progress, stage=stage, part=part, attempt=attempt)
 
 
 def job_complete(
@@ -405,6 +241,35 @@ def job_requeue(*, job_id: uuid.UUID | str, reason: str, attempt: int | None = N
         job.lost_count += 1
 
     return _transition(job_id, states.QUEUED, strict=False, attempt=attempt, message=reason, mutate=mutate)
+
+
+def job_record_lost_worker(*, job_id: uuid.UUID | str, attempt: int, reason: str) -> str | None:
+    """Count a lost worker for a processing attempt: requeue it as a new attempt, or fail it after
+    JOBS["MAX_ATTEMPTS"] losses. Returns "requeued", "failed", or None when the attempt had moved on.
+
+    Decided under the row lock, so two observers of one loss (the reaper, a redelivered task) count it once.
+    """
+    max_lost = job_settings().MAX_ATTEMPTS
+    with transaction.atomic():
+        job = lock_job(job_id)
+        if job.attempts != attempt or job.status != states.PROCESSING:
+            return None
+        lost = job.lost_count + 1
+        outcome, target = ("failed", states.FAILED) if lost >= max_lost else ("requeued", states.QUEUED)
+        message = f"worker lost {lost} times" if outcome == "failed" else (
+            f"{reason}; worker lost {lost} of {max_lost} times")
+
+        def mutate(locked: GenerationJob) -> None:
+            locked.lost_count = lost
+            if outcome == "failed":
+                locked.error_message = message
+
+        previous = _apply(job, target, message=message, mutate=mutate)
+        transaction.on_commit(lambda: metrics.count_reaper_action(outcome))
+    _log_moved(job, previous, message)
+    logger.warning("job %s: %s (%s, lost %s times)", job.pk, outcome, reason, lost,
+                   extra={"job_id": str(job.pk), "attempt": attempt, "lost_count": lost})
+    return outcome
 
 
 def job_heartbeat(*, job_id: uuid.UUID | str, worker: str = "", attempt: int | None = None) -> bool:

@@ -15,7 +15,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from . import selectors, services, states
+from .display import format_duration
 from .exceptions import InvalidTransition, JobNotFound
+from .locations import artifact_url
 from .models import GenerationJob, JobEvent
 
 # How often the page reloads itself while the job runs and JavaScript is off.
@@ -65,7 +67,7 @@ def artifact_links(job: GenerationJob) -> dict[str, list[dict[str, Any]]]:
     for item in result.get("artifacts") or []:
         if not isinstance(item, dict):
             continue
-        url = item.get("url") or (f"/api/jobs/{job.pk}/artifacts/{item['path']}" if item.get("path") else None)
+        url = item.get("url") or (artifact_url(job.pk, item["path"]) if item.get("path") else None)
         if url:
             name = str(item.get("path") or url).rsplit("/", 1)[-1]
             grouped.setdefault(str(item.get("kind")), []).append({**item, "url": url, "name": name})
@@ -81,20 +83,6 @@ def job_timing(job: GenerationJob) -> tuple[float | None, float | None]:
     if job.status != states.PROCESSING or job.progress <= 0:
         return elapsed, None
     return elapsed, elapsed * (100.0 - job.progress) / job.progress
-
-
-def format_duration(seconds: float | None) -> str:
-    """"1 h 02 min", "3 min 05 s", "42 s"; empty when unknown."""
-    if seconds is None:
-        return ""
-    total = int(round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    if minutes:
-        return f"{minutes} min {secs:02d} s"
-    return f"{secs} s"
 
 
 @login_required

@@ -15,7 +15,6 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
-from django.conf import settings
 from django import db
 from django.db import connections
 
@@ -24,6 +23,7 @@ from ops import metrics
 from . import leases, pipeline, plans, services, states
 from .conf import JobSettings, job_settings
 from .exceptions import JobNotFound
+from .locations import artifact_url, job_media_dir
 from .models import GenerationJob
 from .progress import ProgressCoalescer
 
@@ -36,15 +36,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (pipeline.TransientError, Co
                                                      *DB_CONNECTION_ERRORS)
 # How often check_cancelled may read the job row; stages call it in tight loops.
 CANCEL_CHECK_INTERVAL_S = 0.25
-
-
-def job_output_dir(job_id: object) -> Path:
-    """Where a job's stages write their files: MEDIA_ROOT/jobs/<job id>/."""
-    return Path(settings.MEDIA_ROOT) / "jobs" / str(job_id)
-
-
-def artifact_url(job_id: object, relative_path: str) -> str:
-    return f"/api/jobs/{job_id}/artifacts/{relative_path}"
 
 
 def contract_result(job_id: object, job_type: str, out_dir: Path) -> dict[str, Any]:
@@ -218,10 +209,8 @@ class JobStageTask(Task):
                         extra={"job_id": job_id, "attempt": attempt})
             outcome = leases.CLAIMED
         if outcome == leases.LOST:
-            from .reaper import job_record_lost_worker
-
             reason = f"the worker running stage {stage} was lost ({holder.pid}@{holder.host})" if holder else "worker lost"
-            job_record_lost_worker(job_id=job_id, attempt=attempt, reason=reason)
+            services.job_record_lost_worker(job_id=job_id, attempt=attempt, reason=reason)
             raise Ignore()
         if outcome != leases.CLAIMED:
             logger.info("job %s: stage %s already %s; duplicate task %s does nothing", job_id, stage, outcome,
@@ -244,12 +233,12 @@ class JobStageTask(Task):
         heartbeat.start()
         lease_state = leases.DONE
         try:
-            out_dir = job_output_dir(job_id)
+            out_dir = job_media_dir(job_id)
             out_dir.mkdir(parents=True, exist_ok=True)
             plan = plans.get_plan(job.job_type)
             inputs = pipeline.StageInputs(out_dir=out_dir, params=plan.clean_params(job.params),
                                           config=pipeline.PipelineConfig.from_env(), script=job.project.script,
-                                          job_dir=job_output_dir)
+                                          job_dir=job_media_dir)
             plan.stage(stage).run(inputs, ctx)
             ctx.coalescer.flush()
             ctx.check_cancelled()  # a cancel during the last step wins over completing

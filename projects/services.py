@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import logging
 import shutil
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 
+from jobs.locations import job_media_dir
 from jobs.services import jobs_cancel_unfinished
 
 from .models import Project
@@ -37,7 +36,6 @@ def project_delete(*, project: Project) -> None:
     cancelled = jobs_cancel_unfinished(project_id=project.pk)
     with transaction.atomic():
         project.delete()
-    media = Path(settings.MEDIA_ROOT) / "jobs"
     for job_id in job_ids:
-        shutil.rmtree(media / job_id, ignore_errors=True)
+        shutil.rmtree(job_media_dir(job_id), ignore_errors=True)
     logger.info("project %s: deleted (%d jobs cancelled)", project.pk, cancelled, extra={"project_id": str(project.pk)})

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -19,6 +18,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from jobs import selectors as job_selectors
 from jobs.exceptions import JobNotFound, ProjectNotFound
+from jobs.ids import parse_uuid
 from jobs.models import GenerationJob, JobEvent
 from ops import metrics
 from patches.channels_consumer import InboxDispatchMixin
@@ -42,10 +42,8 @@ HELP = 'send "ping", "refresh", or JSON {"type": "ping"|"refresh"|"resume", "aft
 
 def _canonical_uuid(value: Any) -> str | None:
     """The id as publish.py names groups (lowercase, hyphenated), or None when it is not a UUID."""
-    try:
-        return str(uuid.UUID(str(value)))
-    except (ValueError, TypeError, AttributeError):
-        return None
+    parsed = parse_uuid(value)
+    return str(parsed) if parsed is not None else None
 
 
 @database_sync_to_async
@@ -72,7 +70,7 @@ def _project_snapshots_for_user(project_id: str, user: Any) -> list[dict[str, An
 
 @database_sync_to_async
 def _project_job(project_id: str, job_id: Any) -> str | None:
-    if not job_selectors._valid_uuid(job_id):
+    if parse_uuid(job_id) is None:
         return None
     found = job_selectors.jobs_for_project(project_id=project_id).filter(pk=job_id).values_list("pk", flat=True).first()
     return str(found) if found else None

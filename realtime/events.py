@@ -61,6 +61,14 @@ def snapshot_message(job: Any) -> dict[str, Any]:
     )
 
 
+def committed_message(event: Any) -> dict[str, Any]:
+    """A committed job event (jobs.listeners.CommittedEvent) as the `status` message pushed to watchers."""
+    return status_message(
+        job_id=event.job_id, status=event.status, progress=event.progress, current_stage=event.current_stage,
+        error_message=event.error_message, seq=event.seq, result=event.result,
+    )
+
+
 def replay_message(event: Any, job: Any) -> dict[str, Any]:
     """A recorded JobEvent as a `status` message.
 

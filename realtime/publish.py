@@ -12,7 +12,7 @@ Where the sender runs:
   call (~5 ms); this costs a queue put. `flush()` waits (bounded) for the queue to drain; it runs after every
   Celery task and at exit, so a worker child that exits right after its task does not lose the final event.
 
-A failed send is logged and counted (`stats()`); clients recover through the snapshot and `resume`.
+A failed send is logged and counted (ops.metrics); clients recover through the snapshot and `resume`.
 """
 from __future__ import annotations
 
@@ -39,17 +39,6 @@ FLUSH_TIMEOUT_S = 5.0  # the bounded wait at task end / exit; a healthy Redis an
 SEND_TIMEOUT_S = 5.0  # one group_send; past this Redis is considered unavailable for that message
 RESEND_PAUSE_S = 0.2  # before the one retry of a send that failed on its connection
 
-# Counters the metrics endpoint exposes (plain ints: increments happen on one sender thread/loop each).
-published_total = 0
-failed_total = 0
-dropped_total = 0  # messages given up on by flush() at process exit
-
-
-def stats() -> dict[str, int]:
-    """Counters for metrics and tests."""
-    return {"published": published_total, "failed": failed_total, "dropped": dropped_total, "pending": pending()}
-
-
 def _channel_layer() -> Any:
     from channels.layers import get_channel_layer
 
@@ -58,7 +47,6 @@ def _channel_layer() -> Any:
 
 async def send_status(job_id: str, project_id: str, message: dict[str, Any]) -> bool:
     """group_send one status message to the job's and the project's group; False (logged) on failure."""
-    global published_total, failed_total
     layer = _channel_layer()
     if layer is None:
         return False
@@ -75,11 +63,8 @@ async def send_status(job_id: str, project_id: str, message: dict[str, Any]) -> 
                 await asyncio.wait_for(layer.group_send(group, payload), SEND_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - Redis down, timeout, serialisation: never into the caller
             ok = False
-            failed_total += 1
             logger.warning("realtime: group_send to %s failed: %r", group, exc,
                            extra={"job_id": job_id, "seq": message.get("seq")})
-    if ok:
-        published_total += 1
     metrics.count_push(ok)
     return ok
 
@@ -108,10 +93,6 @@ class _Pending:
 
 
 _pending = _Pending()
-
-
-def pending() -> int:
-    return _pending.count
 
 
 class _LoopSender:
@@ -219,17 +200,16 @@ def _sender_for_caller() -> _LoopSender | _ThreadSender:
 
 def publish_status(*, job_id: str, project_id: str, message: dict[str, Any]) -> None:
     """Queue one status message for the job's and project's groups; never raises."""
-    global failed_total
     try:
         _sender_for_caller().submit((str(job_id), str(project_id), message))
     except Exception:  # noqa: BLE001 - the caller has committed; a push failure must not reach it
-        failed_total += 1
+        metrics.count_push(False)
         logger.exception("realtime: could not queue the push of job %s", job_id)
 
 
 def on_event_committed(event: CommittedEvent) -> None:
     """jobs.listeners hook: push a committed event to everyone watching the job or its project."""
-    publish_status(job_id=event.job_id, project_id=event.project_id, message=event.as_message())
+    publish_status(job_id=event.job_id, project_id=event.project_id, message=events.committed_message(event))
 
 
 def flush(timeout: float = FLUSH_TIMEOUT_S) -> bool:
@@ -246,9 +226,7 @@ def flush(timeout: float = FLUSH_TIMEOUT_S) -> bool:
 
 
 def _flush_at_exit() -> None:
-    global dropped_total
     if _pending.count and not _pending.wait(FLUSH_TIMEOUT_S):
-        dropped_total += _pending.count
         logger.warning("realtime: %s job event(s) not pushed before exit", _pending.count)
 
 

@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from django.conf import settings
 from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -19,16 +18,13 @@ from rest_framework.request import Request
 
 from api.negotiation import AnyAcceptNegotiation
 from api.schema import error_responses
+from jobs.locations import job_media_dir
 from jobs.models import GenerationJob
 
 from .views import JOB_ID, JobObjectMixin
 
 CHUNK_BYTES = 64 * 1024
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
-
-
-def job_media_dir(job_id: Any) -> Path:
-    return Path(settings.MEDIA_ROOT) / "jobs" / str(job_id)
 
 
 def resolve_artifact_path(job: GenerationJob, relative: str) -> Path:

@@ -15,7 +15,7 @@ from .artifacts import (
 )
 from .audio import run_audio_stage
 from .config import PipelineConfig
-from .context import NullContext, RecordingContext, ScaledContext, StageContext
+from .context import ScaledContext, StageContext
 from .errors import JobCancelled, PermanentError, PipelineError, TransientError, ValidationError
 from .images import render_scene_image, run_image_stage
 from .media import probe_duration, probe_streams
@@ -26,11 +26,9 @@ from .video import run_video_stage
 __all__ = [
     "Artifact",
     "JobCancelled",
-    "NullContext",
     "PermanentError",
     "PipelineConfig",
     "PipelineError",
-    "RecordingContext",
     "ScaledContext",
     "Scene",
     "StageContext",

@@ -1,41 +1,11 @@
-"""Pipeline settings with development-safe defaults, read from the environment in one place."""
+"""Pipeline settings with development-safe defaults, read from the environment (through config.env)."""
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-
-def _int_env(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _float_env(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if not value > 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
-
-
-def _url_env(environ: Mapping[str, str], name: str) -> str | None:
-    # An empty value means "not configured", which is how compose files usually switch a backend off.
-    raw = environ.get(name, "").strip()
-    return raw.rstrip("/") or None
+from config.env import env_float, env_int, env_str
 
 
 @dataclass(frozen=True)
@@ -56,16 +26,17 @@ class PipelineConfig:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> PipelineConfig:
         """Build a config from OLLAMA_URL, OLLAMA_MODEL, SD_API_URL and PIPELINE_* variables."""
         defaults = cls()
+        # An empty URL means "not configured", which is how compose files usually switch a backend off.
+        ollama_url, sd_api_url = ((env_str(name, "", environ=environ) or "").strip().rstrip("/") or None
+                                  for name in ("OLLAMA_URL", "SD_API_URL"))
         return cls(
-            max_script_chars=_int_env(environ, "PIPELINE_MAX_SCRIPT_CHARS", defaults.max_script_chars),
-            max_scenes=_int_env(environ, "PIPELINE_MAX_SCENES", defaults.max_scenes),
-            ollama_url=_url_env(environ, "OLLAMA_URL"),
-            ollama_model=environ.get("OLLAMA_MODEL", "").strip() or defaults.ollama_model,
-            sd_api_url=_url_env(environ, "SD_API_URL"),
-            backend_timeout_s=_float_env(environ, "PIPELINE_BACKEND_TIMEOUT", defaults.backend_timeout_s),
-            font_path=environ.get("PIPELINE_FONT_PATH", "").strip() or None,
+            max_script_chars=env_int("PIPELINE_MAX_SCRIPT_CHARS", defaults.max_script_chars, minimum=1,
+                                     environ=environ),
+            max_scenes=env_int("PIPELINE_MAX_SCENES", defaults.max_scenes, minimum=1, environ=environ),
+            ollama_url=ollama_url,
+            ollama_model=(env_str("OLLAMA_MODEL", "", environ=environ) or "").strip() or defaults.ollama_model,
+            sd_api_url=sd_api_url,
+            backend_timeout_s=env_float("PIPELINE_BACKEND_TIMEOUT", defaults.backend_timeout_s, positive=True,
+                                        environ=environ),
+            font_path=(env_str("PIPELINE_FONT_PATH", "", environ=environ) or "").strip() or None,
         )
-
-    def with_overrides(self, **changes: object) -> PipelineConfig:
-        """A copy with some fields changed (tests and benchmarks)."""
-        return replace(self, **changes)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ import pytest
 from jobs import services, states
 from jobs.exceptions import InvalidJobInput, InvalidTransition, JobNotFound
 from jobs.models import JobEvent
+from realtime.events import committed_message
 from tests.factories import make_job, make_processing_job, make_project
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -200,7 +201,7 @@ def test_committed_events__handed_on_only_after_commit(captured_events) -> None:
         job = services.job_create(project=project, job_type="audio_generation", params={})
         assert captured_events == []
     assert [(e.seq, e.status) for e in captured_events] == [(1, "queued")]
-    assert captured_events[0].as_message()["job_id"] == str(job.pk)
+    assert committed_message(captured_events[0])["job_id"] == str(job.pk)
 
 
 def test_project_delete__cancels_unfinished_jobs_first(captured_events) -> None:
@@ -217,3 +218,51 @@ def test_job_create__scene_limit_of_the_params_is_checked_before_the_job_exists(
         services.job_create(project=project, job_type="image_generation", params={"max_scenes": 3})
     assert info.value.field == "script" and "maximum is 3" in info.value.message
     assert not project.jobs.exists()
+
+
+def test_job_record_lost_worker__two_observers_of_one_loss_count_it_once(settings) -> None:
+    import threading
+
+    from django.db import connection
+
+    # Given a processing job that already lost one worker (of at most 3)
+    settings.JOBS = {**settings.JOBS, "MAX_ATTEMPTS": 3}
+    job = make_processing_job()
+    services.job_record_lost_worker(job_id=job.pk, attempt=1, reason="first loss")
+    services.job_start(job_id=job.pk, worker="w2", attempt=2)
+    outcomes: list[str | None] = []
+    barrier = threading.Barrier(2)
+
+    def observe() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(services.job_record_lost_worker(job_id=job.pk, attempt=2, reason="no heartbeat"))
+        finally:
+            connection.close()
+
+    # When the reaper and a redelivered task both see attempt 2's worker gone, at the same moment
+    threads = [threading.Thread(target=observe) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # Then one of them requeued the job as attempt 3 and the other found the attempt had moved on
+    job.refresh_from_db()
+    assert sorted(outcomes, key=str) == [None, "requeued"]
+    assert (job.status, job.attempts, job.lost_count) == ("queued", 3, 2)
+
+
+def test_job_record_lost_worker__the_last_allowed_loss_fails_the_job(settings) -> None:
+    # Given a job that lost its worker twice, with 3 losses allowed
+    settings.JOBS = {**settings.JOBS, "MAX_ATTEMPTS": 3}
+    job = make_processing_job()
+    for attempt in (1, 2):
+        assert services.job_record_lost_worker(job_id=job.pk, attempt=attempt, reason="gone") == "requeued"
+        services.job_start(job_id=job.pk, worker="w", attempt=attempt + 1)
+    # When the third worker is lost
+    outcome = services.job_record_lost_worker(job_id=job.pk, attempt=3, reason="gone")
+    # Then the job fails with how often it happened, and a stale observer changes nothing
+    job.refresh_from_db()
+    assert outcome == "failed" and (job.status, job.error_message, job.lost_count) == ("failed", "worker lost 3 times", 3)
+    assert services.job_record_lost_worker(job_id=job.pk, attempt=3, reason="gone") is None

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.pipeline import JobCancelled, PermanentError, PipelineConfig, RecordingContext, Scene, run_audio_stage
+from jobs.pipeline import JobCancelled, PermanentError, PipelineConfig, Scene, run_audio_stage
 from jobs.pipeline import audio as audio_module
+from tests.doubles import RecordingContext
 
 HAS_ESPEAK = shutil.which("espeak-ng") is not None
 

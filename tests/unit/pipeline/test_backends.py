@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from jobs.pipeline import NullContext, PermanentError, PipelineConfig, Scene, TransientError, load_scenes, run_image_stage, run_parse_stage
+from jobs.pipeline import PermanentError, PipelineConfig, Scene, TransientError, load_scenes, run_image_stage, run_parse_stage
 from jobs.pipeline.backends import ollama, stable_diffusion
+from tests.doubles import NullContext
 
 from .conftest import FakeBackend
 

@@ -6,8 +6,9 @@ import textwrap
 
 import pytest
 
-from jobs.pipeline import JobCancelled, PermanentError, RecordingContext
+from jobs.pipeline import JobCancelled, PermanentError
 from jobs.pipeline.video import encode
+from tests.doubles import RecordingContext
 
 
 def _fake_ffmpeg(body: str) -> list[str]:

@@ -11,11 +11,9 @@ import pytest
 from jobs.pipeline import (
     Artifact,
     JobCancelled,
-    NullContext,
     PermanentError,
     PipelineConfig,
     PipelineError,
-    RecordingContext,
     ScaledContext,
     StageContext,
     TransientError,
@@ -25,6 +23,7 @@ from jobs.pipeline import (
     probe_duration,
     probe_streams,
 )
+from tests.doubles import NullContext, RecordingContext
 
 
 def test_validation_error__names_field_and_survives_pickling() -> None:

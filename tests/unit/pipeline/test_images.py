@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from jobs.pipeline import JobCancelled, NullContext, PipelineConfig, RecordingContext, Scene, load_artifacts, render_scene_image, run_image_stage
+from jobs.pipeline import JobCancelled, PipelineConfig, Scene, load_artifacts, render_scene_image, run_image_stage
 from jobs.pipeline.images import displayable, frame_margin, load_font, wrap_text
+from tests.doubles import NullContext, RecordingContext
 
 LONG_TEXT = " ".join(f"word{i} lengthy-narration" for i in range(400)) + " " + "x" * 300
 

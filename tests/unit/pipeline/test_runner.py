@@ -7,14 +7,13 @@ import pytest
 
 from jobs.pipeline import (
     JobCancelled,
-    NullContext,
     PermanentError,
     PipelineConfig,
-    RecordingContext,
     ValidationError,
     probe_duration,
 )
 from jobs.plans import STAGE_WEIGHTS, build_result, run_job, run_stage, stage_ranges
+from tests.doubles import NullContext, RecordingContext
 
 SCRIPT = "# One\nFirst scene words.\n\n# Two\nSecond scene.\n\n# Three\nThe end."
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.pipeline import NullContext, PipelineConfig, ValidationError, load_scenes, parse_script, run_parse_stage, validate_script
+from jobs.pipeline import PipelineConfig, ValidationError, load_scenes, parse_script, run_parse_stage, validate_script
 from jobs.pipeline.script import heading_of
+from tests.doubles import NullContext
 
 
 def test_parse_script__screenplay_sluglines_start_scenes(config: PipelineConfig) -> None:

@@ -12,10 +12,8 @@ from PIL import Image, ImageStat
 
 from jobs.pipeline import (
     JobCancelled,
-    NullContext,
     PermanentError,
     PipelineConfig,
-    RecordingContext,
     probe_duration,
     probe_streams,
     run_audio_stage,
@@ -24,6 +22,7 @@ from jobs.pipeline import (
     run_video_stage,
 )
 from jobs.pipeline.media import ffmpeg_exe
+from tests.doubles import NullContext, RecordingContext
 
 pytestmark = pytest.mark.slow
 
