@@ -6,6 +6,7 @@ class JobsConfig(AppConfig):
     name = "jobs"
 
     def ready(self) -> None:
-        from . import listeners
+        from . import dispatch, listeners
 
-        listeners.register_default_listeners()
+        # First listener: a committed `queued` or `cancelled` event dispatches or stops the job's tasks.
+        listeners.register_listener(dispatch.on_event_committed)

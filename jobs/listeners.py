@@ -2,6 +2,8 @@
 
 The job service calls `event_committed` from `transaction.on_commit`, so listeners only ever see
 events that are durably in the database. A listener that raises is logged and never breaks the caller.
+Each app registers its own listener in its AppConfig.ready(): jobs the dispatcher (jobs/dispatch.py), then
+realtime the publisher (realtime/publish.py).
 """
 from __future__ import annotations
 
@@ -53,17 +55,3 @@ def event_committed(event: CommittedEvent) -> None:
             listener(event)
         except Exception:  # a push or dispatch failure must not undo or break a committed change
             logger.exception("job event listener %r failed", listener, extra={"job_id": event.job_id, "seq": event.seq})
-
-
-def register_default_listeners() -> None:
-    """Called from JobsConfig.ready: the dispatcher and the realtime publisher, when present."""
-    import importlib
-
-    for module_name, attr in (("jobs.dispatch", "on_event_committed"), ("realtime.publish", "on_event_committed")):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        register_listener(getattr(module, attr))

@@ -10,6 +10,7 @@ Every `observe_*` / `count_*` function swallows its own errors: a metrics failur
 """
 from __future__ import annotations
 
+import functools
 import glob
 import logging
 import os
@@ -88,68 +89,63 @@ def _label(value: object) -> str:
 
 # --- recording (called by workers, the dispatcher, consumers; never raise) ---------------------------
 
+def _never_raise(record: Callable[..., None]) -> Callable[..., None]:
+    """The one guard of every recording function: a metrics failure is logged, never raised into a job."""
+
+    @functools.wraps(record)
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        try:
+            record(*args, **kwargs)
+        except Exception:
+            logger.debug("metrics: %s failed", record.__name__, exc_info=True)
+
+    return guarded
+
+
+@_never_raise
 def observe_queue_wait(job_type: str, seconds: float) -> None:
-    try:
-        QUEUE_WAIT.labels(job_type=_label(job_type)).observe(max(0.0, float(seconds)))
-    except Exception:
-        logger.debug("metrics: observe_queue_wait failed", exc_info=True)
+    QUEUE_WAIT.labels(job_type=_label(job_type)).observe(max(0.0, float(seconds)))
 
 
+@_never_raise
 def observe_run_time(job_type: str, seconds: float) -> None:
-    try:
-        RUN_TIME.labels(job_type=_label(job_type)).observe(max(0.0, float(seconds)))
-    except Exception:
-        logger.debug("metrics: observe_run_time failed", exc_info=True)
+    RUN_TIME.labels(job_type=_label(job_type)).observe(max(0.0, float(seconds)))
 
 
+@_never_raise
 def count_event(kind: str) -> None:
-    try:
-        EVENTS.labels(kind=_label(kind)).inc()
-    except Exception:
-        logger.debug("metrics: count_event failed", exc_info=True)
+    EVENTS.labels(kind=_label(kind)).inc()
 
 
+@_never_raise
 def count_push(ok: bool) -> None:
-    try:
-        PUSHES.labels(result="ok" if ok else "error").inc()
-    except Exception:
-        logger.debug("metrics: count_push failed", exc_info=True)
+    PUSHES.labels(result="ok" if ok else "error").inc()
 
 
+@_never_raise
 def count_coalesced(n: int = 1) -> None:
-    try:
-        if n > 0:
-            COALESCED.inc(n)
-    except Exception:
-        logger.debug("metrics: count_coalesced failed", exc_info=True)
+    if n > 0:
+        COALESCED.inc(n)
 
 
+@_never_raise
 def ws_connections_inc() -> None:
-    try:
-        WS_CONNECTIONS.inc()
-    except Exception:
-        logger.debug("metrics: ws_connections_inc failed", exc_info=True)
+    WS_CONNECTIONS.inc()
 
 
+@_never_raise
 def ws_connections_dec() -> None:
-    try:
-        WS_CONNECTIONS.dec()
-    except Exception:
-        logger.debug("metrics: ws_connections_dec failed", exc_info=True)
+    WS_CONNECTIONS.dec()
 
 
+@_never_raise
 def count_reaper_action(action: str) -> None:
-    try:
-        REAPER_ACTIONS.labels(action=_label(action)).inc()
-    except Exception:
-        logger.debug("metrics: count_reaper_action failed", exc_info=True)
+    REAPER_ACTIONS.labels(action=_label(action)).inc()
 
 
+@_never_raise
 def count_retry(job_type: str) -> None:
-    try:
-        RETRIES.labels(job_type=_label(job_type)).inc()
-    except Exception:
-        logger.debug("metrics: count_retry failed", exc_info=True)
+    RETRIES.labels(job_type=_label(job_type)).inc()
 
 
 def job_event_hook(job: Any, *, kind: str, previous_status: str | None) -> Callable[[], None]:

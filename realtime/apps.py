@@ -3,3 +3,12 @@ from django.apps import AppConfig
 
 class RealtimeConfig(AppConfig):
     name = "realtime"
+
+    def ready(self) -> None:
+        from jobs import listeners
+
+        from . import publish
+
+        # After jobs' dispatcher (INSTALLED_APPS order): every committed event is pushed to its groups.
+        listeners.register_listener(publish.on_event_committed)
+        publish.connect_celery_signals()

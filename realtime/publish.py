@@ -246,10 +246,10 @@ def _flush_after_task(**_: Any) -> None:
 atexit.register(_flush_at_exit)
 os.register_at_fork(after_in_child=_reset_after_fork)
 
-try:  # Celery is a dependency, but keep this module importable without it.
+
+def connect_celery_signals() -> None:
+    """Called from RealtimeConfig.ready: a worker sends what a task pushed before the next task or exit."""
     from celery.signals import task_postrun, worker_process_shutdown
 
     task_postrun.connect(_flush_after_task, weak=False, dispatch_uid="realtime.publish.flush_after_task")
     worker_process_shutdown.connect(_flush_after_task, weak=False, dispatch_uid="realtime.publish.flush_at_shutdown")
-except ImportError:  # pragma: no cover
-    pass
