@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "realtime",
     "api",
     "ops",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -211,6 +212,10 @@ CELERY_TASK_ROUTES = (
         "jobs.tasks.cleanup_results_task": {"queue": job_queues.MAINTENANCE},
         "jobs.tasks.terminate_cancelled_job_task": {"queue": job_queues.MAINTENANCE},
         "api.tasks.sweep_idempotency_keys_task": {"queue": job_queues.MAINTENANCE},
+        # A slow receiver only ever holds a webhooks worker; the periodic webhook tasks are maintenance.
+        "webhooks.tasks.deliver_job_webhooks_task": {"queue": job_queues.WEBHOOKS},
+        "webhooks.tasks.sweep_deliveries_task": {"queue": job_queues.MAINTENANCE},
+        "webhooks.tasks.cleanup_deliveries_task": {"queue": job_queues.MAINTENANCE},
     },
     # Each stage task to its queue, derived from the job plans (jobs/plans) when Celery first routes.
     "jobs.plans.routing.route_task",
@@ -240,6 +245,20 @@ JOBS = {
         for name in sorted(os.environ) if name.startswith("JOBS_TIME_LIMIT_") and name.endswith("_S")
     },
     "SOFT_TIME_LIMIT_MARGIN_S": env_int("JOBS_SOFT_TIME_LIMIT_MARGIN_S", 60),
+}
+
+# --- Webhooks (typed accessors in webhooks/conf.py; docs/OPERATIONS.md) ---------------------------------
+WEBHOOKS = {
+    "ALLOW_PRIVATE": env_bool("WEBHOOKS_ALLOW_PRIVATE", False),
+    "TIMEOUT_S": env_float("WEBHOOKS_TIMEOUT_S", 10.0),
+    "MAX_ATTEMPTS": env_int("WEBHOOKS_MAX_ATTEMPTS", 9),
+    "RETRY_BASE_S": env_float("WEBHOOKS_RETRY_BASE_S", 10.0),
+    "RETRY_FACTOR": env_float("WEBHOOKS_RETRY_FACTOR", 4.0),
+    "RETRY_MAX_S": env_float("WEBHOOKS_RETRY_MAX_S", 6 * 3600.0),
+    "PROGRESS_MIN_INTERVAL_S": env_float("WEBHOOKS_PROGRESS_MIN_INTERVAL_S", 1.0),
+    "SECRET_OVERLAP_S": env_float("WEBHOOKS_SECRET_OVERLAP_S", 24 * 3600.0),
+    "RETENTION_DAYS": env_int("WEBHOOKS_RETENTION_DAYS", 30),
+    "SWEEP_INTERVAL_S": env_float("WEBHOOKS_SWEEP_INTERVAL_S", 30.0),
 }
 
 # --- Security ----------------------------------------------------------------------------------------
@@ -310,6 +329,9 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/",
     "PREPROCESSING_HOOKS": ["api.schema.drop_duplicate_slash_forms"],
+    "WEBHOOKS": ["webhooks.schema.job_event_webhook"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "webhooks.schema.webhooks_as_extension"],
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "jobs.states.STATUS_CHOICES",
         "JobTypeEnum": "jobs.plans.JOB_TYPE_CHOICES",

@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include("projects.api.urls")),
     path("", include("jobs.api.urls")),
     path("", include("realtime.urls")),
+    path("", include("webhooks.api.urls")),
     *slash_optional("api/schema/", SpectacularAPIView.as_view(), "schema"),
     *slash_optional("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), "api-docs"),
     *slash_optional("healthz", HealthView.as_view(), "healthz"),

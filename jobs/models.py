@@ -12,6 +12,10 @@ from . import states
 from .plans import job_type_choices
 
 
+def default_webhook_events() -> list[str]:
+    return ["completed"]
+
+
 class GenerationJob(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="jobs")
@@ -34,6 +38,9 @@ class GenerationJob(models.Model):
     # Who holds the job while processing (worker hostname/pid), refreshed with heartbeat_at (the lease).
     worker = models.CharField(max_length=255, blank=True, default="")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Where the webhooks app POSTs this job's events (CONTRACT.md "Webhooks"); set at create, never changed.
+    webhook_url = models.URLField(max_length=2000, null=True, blank=True)
+    webhook_events_filter = models.JSONField(default=default_webhook_events, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -9,5 +9,6 @@ VIDEO = "video_generation"  # ffmpeg encodes: long and CPU-bound, few workers
 IMAGE = "image_generation"  # scene images (built-in title cards or the SD backend)
 AUDIO = "audio_generation"  # narration (espeak-ng or the tone fallback)
 MAINTENANCE = "maintenance"  # periodic tasks (reaper, cleanup) and cancel terminations
+WEBHOOKS = "webhooks"  # webhook deliveries: they wait on other people's servers, so never on a job's workers
 
-ALL: tuple[str, ...] = (VIDEO, IMAGE, AUDIO, MAINTENANCE)
+ALL: tuple[str, ...] = (VIDEO, IMAGE, AUDIO, MAINTENANCE, WEBHOOKS)

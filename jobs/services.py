@@ -122,8 +122,13 @@ def _transition(
 
 # --- public operations --------------------------------------------------------------------------------
 
-def job_create(*, project: Any, job_type: str, params: dict | None = None) -> GenerationJob:
-    """Validate and create a queued job; its work is dispatched once the transaction commits."""
+def job_create(
+    *, project: Any, job_type: str, params: dict | None = None, webhook_url: str | None = None,
+    webhook_events_filter: list[str] | None = None,
+) -> GenerationJob:
+    """Validate and create a queued job; its work is dispatched once the transaction commits.
+
+    `webhook_url` must already be checked (webhooks.guard); the webhooks app reads both fields."""
     from .validation import validate_job_input
 
     clean_params = validate_job_input(job_type=job_type, params=params, script=getattr(project, "script", None),
@@ -131,7 +136,8 @@ def job_create(*, project: Any, job_type: str, params: dict | None = None) -> Ge
     with transaction.atomic():
         now = timezone.now()
         job = GenerationJob.objects.create(
-            project=project, job_type=job_type, status=states.QUEUED, params=clean_params, queued_at=now
+            project=project, job_type=job_type, status=states.QUEUED, params=clean_params, queued_at=now,
+            webhook_url=webhook_url or None, webhook_events_filter=list(webhook_events_filter or ["completed"]),
         )
         job = lock_job(job.pk)
         record_event(job, kind=JobEvent.STATUS, previous_status=None, message="Job created")

@@ -18,9 +18,11 @@ from typing import Callable
 from django.conf import settings
 from django.db import connections
 
+from jobs import queues as job_queues
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-ALL_QUEUES = "video_generation,image_generation,audio_generation,maintenance"
+ALL_QUEUES = ",".join(job_queues.ALL)
 
 
 def artifacts_dir() -> Path:

@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from jobs import plans, states
 from jobs.models import GenerationJob, JobEvent
+from webhooks.fields import WebhookEventsField, WebhookUrlField, default_events
 
 _ALLOWED_TYPES = ", ".join(plans.JOB_TYPES)
 _ALLOWED_STATUSES = ", ".join(states.STATUSES)
@@ -63,7 +64,7 @@ class JobSerializer(serializers.ModelSerializer):
         fields = [
             "id", "project_id", "job_type", "status", "progress", "current_stage", "error_message",
             "celery_task_id", "params", "result", "attempts", "seq", "created_at", "started_at",
-            "completed_at", "updated_at",
+            "completed_at", "updated_at", "webhook_url", "webhook_events_filter",
         ]
         read_only_fields = fields
 
@@ -97,6 +98,12 @@ class JobCreateSerializer(serializers.Serializer):
     params = serializers.DictField(
         required=False, default=dict,
         help_text="Options of the job type (see the pipeline's parameter schema); defaults apply to missing keys.",
+    )
+    webhook_url = WebhookUrlField(required=False, allow_null=True, default=None,
+                                  help_text="Where to POST this job's events (http or https, a public address).")
+    webhook_events_filter = WebhookEventsField(
+        required=False, default=default_events,
+        help_text="Events to send: start, progress, artifact, completed (any terminal status).",
     )
 
 

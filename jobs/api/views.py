@@ -82,7 +82,9 @@ class JobListCreateView(idempotency.IdempotentCreateMixin, generics.ListCreateAP
         except ProjectNotFound:
             raise serializers.ValidationError({"project_id": ["No project with this id among your projects."]})
         job = services.job_create(
-            project=project, job_type=data.validated_data["job_type"], params=data.validated_data["params"]
+            project=project, job_type=data.validated_data["job_type"], params=data.validated_data["params"],
+            webhook_url=data.validated_data["webhook_url"],
+            webhook_events_filter=data.validated_data["webhook_events_filter"],
         )
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED,
                         headers={"Location": f"/api/jobs/{job.pk}/"})

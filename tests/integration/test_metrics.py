@@ -145,7 +145,7 @@ def test_metrics__queue_depth_counts_tasks_waiting_in_a_queue_without_workers(
 
     assert depth(after) - depth(before) == 3
     assert set(name for (metric, labels) in after if metric == "jobs_queue_depth" for (_, name) in labels) == {
-        "video_generation", "image_generation", "audio_generation", "maintenance"}
+        "video_generation", "image_generation", "audio_generation", "maintenance", "webhooks"}
     assert after[("jobs_metrics_source_up", (("source", "redis"),))] == 1
 
 

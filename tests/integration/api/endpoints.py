@@ -19,6 +19,7 @@ def endpoints(project_id: Any, job_id: Any) -> list[tuple[str, str, str, dict | 
         ("job-retry", "post", f"/api/jobs/{job_id}/retry/", None),
         ("job-events", "get", f"/api/jobs/{job_id}/events/", None),
         ("job-artifact", "get", f"/api/jobs/{job_id}/artifacts/video.mp4", None),
+        ("job-deliveries", "get", f"/api/jobs/{job_id}/deliveries/", None),
     ]
 
 

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.django_db
 JOB_FIELDS = {
     "id", "project_id", "job_type", "status", "progress", "current_stage", "error_message", "celery_task_id",
     "params", "result", "attempts", "seq", "created_at", "started_at", "completed_at", "updated_at",
+    "webhook_url", "webhook_events_filter",
 }
 EVENT_FIELDS = {"seq", "status", "progress", "stage", "message", "kind", "attempt", "created_at"}
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 OWNER_STATUS = {
     "project-list": 200, "project-create": 201, "project-get": 200, "project-patch": 200,
     "project-delete": 204, "job-list": 200, "job-create": 201, "job-get": 200, "job-cancel": 409,
-    "job-retry": 200, "job-events": 200, "job-artifact": 200,
+    "job-retry": 200, "job-events": 200, "job-artifact": 200, "job-deliveries": 200,
 }
 # Endpoints that list or create rather than touch the owner's object: another user gets their own view.
 NOT_OBJECT_SCOPED = {"project-list", "project-create", "job-list"}

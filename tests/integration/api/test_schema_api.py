@@ -41,7 +41,7 @@ def test_schema__served_as_openapi_3(client):
     job = schema["components"]["schemas"]["Job"]["properties"]
     assert list(job) == ["id", "project_id", "job_type", "status", "progress", "current_stage", "error_message",
                          "celery_task_id", "params", "result", "attempts", "seq", "created_at", "started_at",
-                         "completed_at", "updated_at"]
+                         "completed_at", "updated_at", "webhook_url", "webhook_events_filter"]
 
 
 @pytest.mark.django_db
@@ -147,6 +147,7 @@ def test_api__fuzzed_requests_never_5xx_and_match_the_schema(api_schema, fuzz_wo
                 assert mode == GenerationMode.NEGATIVE, operation.label
                 continue
             tried.append(f"{mode.value} {operation.label}")
-    assert len(tried) >= 2 * len(operations) - 2, tried
+    # Operations without input (GET /healthz, the webhook secret's GET and rotate) have no negative mode.
+    assert len(tried) >= 2 * len(operations) - 3, tried
     # The fuzzing reached the success paths too, not only 4xx answers.
     assert {"GET /api/jobs/{job_id}/", "POST /api/jobs/", "GET /api/projects/", "POST /api/projects/"} <= succeeded
