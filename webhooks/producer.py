@@ -91,6 +91,11 @@ def payload(*, event: CommittedEvent, name: str) -> str:
 
 def delivery_create(*, event: CommittedEvent, name: str, url: str) -> WebhookDelivery | None:
     """The delivery row of one event (None if it exists already: an event is delivered once)."""
+    # Stages running in parallel commit progress in different processes, so a progress event can reach
+    # this point after a later event's delivery exists; sending it then would go back in seq (and in
+    # progress). A stale progress report is worth nothing: it is dropped instead.
+    if name == "progress" and WebhookDelivery.objects.filter(job_id=event.job_id, seq__gt=event.seq).exists():
+        return None
     try:
         with transaction.atomic():
             return WebhookDelivery.objects.create(

@@ -1,6 +1,8 @@
 """Webhooks through the API and the admin: URL checks at create, the secret, the delivery log, retention."""
 from __future__ import annotations
 
+import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -154,6 +156,33 @@ def test_job_events__only_committed_events_of_jobs_with_a_webhook_make_deliverie
     rows = list(WebhookDelivery.objects.order_by("seq"))
     assert [(row.job_id, row.event) for row in rows] == [(hooked.pk, "start"), (hooked.pk, "completed")]
     assert [row.seq for row in rows] == [2, 4]
-    import json
     body = json.loads(rows[1].body)
     assert body["type"] == "job.completed" and body["data"]["status"] == "cancelled" and body["data"]["seq"] == 4
+
+
+def test_progress_deliveries__at_most_one_per_second_per_job_and_never_behind_a_later_one(transactional_db,
+                                                                                          settings):
+    # given a processing job that wants progress events
+    settings.WEBHOOKS = {**settings.WEBHOOKS, "ALLOW_PRIVATE": True}
+    job = services.job_create(project=make_project(), job_type="image_generation",
+                              webhook_url="http://localhost:9/", webhook_events_filter=["progress"])
+    services.job_start(job_id=job.pk, worker="test")
+
+    # when it reports progress three times within half a second, and once more after a second
+    for value in (10, 20, 30):
+        services.job_report_progress(job_id=job.pk, progress=value, stage="Generating images")
+        time.sleep(0.15)
+    time.sleep(1.1)
+    services.job_report_progress(job_id=job.pk, progress=40, stage="Generating images")
+
+    # then two progress deliveries were made: the first report's and the last one's
+    rows = list(WebhookDelivery.objects.filter(job_id=job.pk).order_by("seq"))
+    assert [json.loads(row.body)["data"]["progress"] for row in rows] == [10, 40]
+    # and a progress event arriving after a later event's delivery is dropped, not sent out of order
+    from jobs.listeners import CommittedEvent
+    from webhooks.producer import delivery_create
+
+    late = CommittedEvent(job_id=str(job.pk), project_id=str(job.project_id), job_type=job.job_type,
+                          seq=rows[-1].seq - 1, kind="progress", status="processing", previous_status="processing",
+                          progress=35, current_stage="", error_message=None, result=None, attempt=1)
+    assert delivery_create(event=late, name="progress", url="http://localhost:9/") is None
