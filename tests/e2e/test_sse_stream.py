@@ -241,3 +241,41 @@ def test_sse_stream__500_concurrent_streams_hold_no_thread_each(processes) -> No
     assert threads < 50, f"daphne had {threads} threads with 500 streams open"
     if connection.vendor == "postgresql":
         assert sessions <= 1, f"{sessions} database sessions with 500 streams open"
+
+
+def test_sse_stream__project_stream_follows_every_job_of_the_project(processes) -> None:
+    # given a project with two jobs, watched through its stream
+    port = processes.start_daphne()
+    first, token = new_job()
+    second = services.job_create(project=first.project, job_type="image_generation")
+    url = f"http://127.0.0.1:{port}/api/projects/{first.project_id}/stream/"
+    third: list[Any] = []
+
+    def act_once_both_snapshots_arrived(found: list[dict[str, Any]]) -> bool:
+        seen = messages(found)
+        if len(seen) == 2 and not third:
+            # when both jobs move and a third job is created while the client watches
+            def work() -> None:
+                try:
+                    services.job_start(job_id=first.pk, worker="test")
+                    services.job_start(job_id=second.pk, worker="test")
+                    services.job_report_progress(job_id=second.pk, progress=50, stage="Half", attempt=1)
+                    third.append(services.job_create(project=first.project, job_type="image_generation"))
+                    services.job_cancel(job_id=first.pk)
+                finally:
+                    connection.close()
+
+            threading.Thread(target=work).start()
+        return bool(third) and {(m["job_id"], m["seq"]) for m in seen} >= {
+            (str(first.pk), 3), (str(second.pk), 3), (str(third[0].pk), 1)}
+
+    found, ended = asyncio.run(read_stream(url, token, timeout=30, stop=act_once_both_snapshots_arrived))
+
+    # then it got both snapshots, then each job's events once and in order, and stayed open
+    assert not ended
+    seen = messages(found)
+    assert {(m["job_id"], m["seq"]) for m in seen[:2]} == {(str(first.pk), 1), (str(second.pk), 1)}
+    for job in (first, second, third[0]):
+        of_job = [m for m in seen if m["job_id"] == str(job.pk)]
+        assert shape(of_job) == recorded(job, after_seq=0), job.pk
+    assert [m["status"] for m in seen if m["job_id"] == str(first.pk)][-1] == "cancelled"
