@@ -304,6 +304,8 @@ IDEMPOTENCY_KEY_TTL_S = env_int("IDEMPOTENCY_KEY_TTL_S", 86400)
 IDEMPOTENCY_CLAIM_TIMEOUT_S = env_int("IDEMPOTENCY_CLAIM_TIMEOUT_S", 60)
 # Seconds without events after which an SSE stream sends a comment line (CONTRACT.md: at most 15).
 SSE_KEEPALIVE_S = env_float("SSE_KEEPALIVE_S", 15.0)
+# Open SSE streams of one user in one web process; past it a new stream is a 429 (0: no limit).
+SSE_STREAMS_PER_USER = env_int("SSE_STREAMS_PER_USER", 20)
 # Throttle counters live in Redis so every server process shares them.
 CACHES = {
     "default": {

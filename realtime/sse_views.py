@@ -26,6 +26,7 @@ from jobs import selectors as job_selectors
 from projects.selectors import project_get_for_user
 
 from . import sse
+from .sse_limits import stream_slot_take, streams_per_user
 
 SEQ_MAX = 2**31 - 1  # JobEvent.seq is a PositiveIntegerField
 _DIGITS = re.compile(r"[0-9]{1,10}")
@@ -63,7 +64,16 @@ def resume_after(request: Request) -> int | None:
     return None if query is None else _seq_value(query, "after_seq")
 
 
-def event_stream_response(stream: Any) -> StreamingHttpResponse:
+class TooManyStreams(exceptions.Throttled):
+    def __init__(self) -> None:
+        super().__init__(wait=5, detail=f"You have {streams_per_user()} streams open on this server; "
+                                        "close one first.")
+
+
+def event_stream_response(request: Request, stream: Any) -> StreamingHttpResponse:
+    """The stream as `text/event-stream`, counted against the user's SSE_STREAMS_PER_USER (else 429)."""
+    if not stream_slot_take(user_id=request.user.pk, stream=stream):
+        raise TooManyStreams()
     response = StreamingHttpResponse(stream, content_type="text/event-stream; charset=utf-8")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass events on at once instead of buffering them
@@ -81,7 +91,7 @@ class JobStreamView(EventStreamView):
         summary="Follow a job as Server-Sent Events",
         parameters=[OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id."),
                     LAST_EVENT_ID, AFTER_SEQ],
-        responses={(200, "text/event-stream"): EVENT_STREAM, **error_responses(400, 401, 404)},
+        responses={(200, "text/event-stream"): EVENT_STREAM, **error_responses(400, 401, 404, 429)},
         description="Sends the job's snapshot (or, with `Last-Event-ID` / `after_seq`, every recorded event "
                     "after that seq), then each change live, in seq order and once each; the stream ends "
                     "after the job reaches a terminal status.",
@@ -89,7 +99,7 @@ class JobStreamView(EventStreamView):
     def get(self, request: Request, job_id: str) -> StreamingHttpResponse:
         job = job_selectors.job_get_for_user(job_id=job_id, user=request.user)  # JobNotFound -> 404
         after_seq = resume_after(request)
-        return event_stream_response(sse.job_stream(job_id=str(job.pk), after_seq=after_seq))
+        return event_stream_response(request, sse.job_stream(job_id=str(job.pk), after_seq=after_seq))
 
 
 class ProjectStreamView(EventStreamView):
@@ -97,10 +107,10 @@ class ProjectStreamView(EventStreamView):
         summary="Follow every job of a project as Server-Sent Events",
         parameters=[OpenApiParameter("project_id", OpenApiTypes.UUID, OpenApiParameter.PATH,
                                      description="The project's id.")],
-        responses={(200, "text/event-stream"): EVENT_STREAM, **error_responses(401, 404)},
+        responses={(200, "text/event-stream"): EVENT_STREAM, **error_responses(401, 404, 429)},
         description="Sends a snapshot of each of the project's 100 newest jobs, then every change of any of "
                     "its jobs live (no replay: `seq` numbers are per job). The stream stays open.",
     )
     def get(self, request: Request, project_id: str) -> StreamingHttpResponse:
         project = project_get_for_user(project_id=project_id, user=request.user)  # ProjectNotFound -> 404
-        return event_stream_response(sse.project_stream(project_id=str(project.pk)))
+        return event_stream_response(request, sse.project_stream(project_id=str(project.pk)))

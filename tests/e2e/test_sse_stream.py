@@ -207,8 +207,8 @@ async def _read_until(reader: asyncio.StreamReader, needle: bytes, timeout: floa
 
 
 def test_sse_stream__500_concurrent_streams_hold_no_thread_each(processes) -> None:
-    # given one web process and a queued job
-    port = processes.start_daphne()
+    # given one web process (allowing one user that many streams) and a queued job
+    port = processes.start_daphne(SSE_STREAMS_PER_USER="500")
     daphne = psutil.Process(processes.procs["daphne"].pid)
     job, token = new_job()
     path = f"/api/jobs/{job.pk}/stream/"
@@ -279,3 +279,34 @@ def test_sse_stream__project_stream_follows_every_job_of_the_project(processes) 
         of_job = [m for m in seen if m["job_id"] == str(job.pk)]
         assert shape(of_job) == recorded(job, after_seq=0), job.pk
     assert [m["status"] for m in seen if m["job_id"] == str(first.pk)][-1] == "cancelled"
+
+
+def test_sse_stream__streams_per_user_are_capped_and_a_closed_stream_frees_its_slot(processes) -> None:
+    # given a web process allowing two streams per user, and a user watching a job twice
+    port = processes.start_daphne(SSE_STREAMS_PER_USER="2")
+    job, token = new_job()
+    path = f"/api/jobs/{job.pk}/stream/"
+
+    async def scenario() -> tuple[bytes, bytes]:
+        streams = [await _open_stream(port, path, token) for _ in range(2)]
+        for reader, _ in streams:
+            await _read_until(reader, b'"seq": 1', 30)
+        # when a third stream is asked for, and again after one of the two was closed
+        reader, writer = await _open_stream(port, path, token)
+        refused = await _read_until(reader, b"}", 30)
+        writer.close()
+        streams[0][1].close()
+        deadline = time.monotonic() + 30
+        while True:
+            reader, writer = await _open_stream(port, path, token)
+            answer = await _read_until(reader, b"}", 30)
+            writer.close()
+            if b" 200 " in answer.split(b"\r\n", 1)[0] or time.monotonic() > deadline:
+                return refused, answer
+            await asyncio.sleep(0.2)  # the server notices the disconnect on its next loop turn
+
+    refused, answer = asyncio.run(scenario())
+
+    # then the third is a 429 naming the limit, and the closed stream's slot is free again
+    assert refused.startswith(b"HTTP/1.1 429") and b"2 streams open" in refused
+    assert answer.startswith(b"HTTP/1.1 200") and b'"seq": 1' in answer
