@@ -26,8 +26,7 @@ def test_idempotency__20_concurrent_duplicates_across_two_web_processes_create_o
 
     def create(index: int) -> httpx.Response:
         with httpx.Client(base_url=f"http://127.0.0.1:{ports[index % 2]}", timeout=30) as client:
-            client.get("/healthz")  # connected and warm before the race starts
-            start.wait(30)
+            start.wait(60)
             return client.post("/api/jobs/", json=body, headers={
                 "Authorization": f"Token {token}", "Idempotency-Key": "race-1"})
 
