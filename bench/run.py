@@ -26,7 +26,7 @@ from . import common
 
 # BENCH_RESULTS writes elsewhere (e.g. a profiled run that must not replace the figures).
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or common.VAR / "results.json").resolve()
-SCENARIOS = ("api", "throughput", "push", "fanout", "ws_idle")
+SCENARIOS = ("api", "throughput", "push", "fanout", "ws_idle", "sse")
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,8 @@ ROWS = [
         _le("ws_kb_per_connection", 40)),
     Row("ws_handshake_errors", "ws_baseline_handshake_errors", None, "0", _le("ws_handshake_errors", 0)),
     Row("events_per_s_under_flood", None, None, "≤ 10", _le("events_per_s_under_flood", 10)),
+    Row("sse_push_p50_ms", "ws_push_p50_ms", "sse_vs_ws_push_ratio", "ratio ≤ 1.5", _le("sse_vs_ws_push_ratio", 1.5)),
+    Row("sse_idle_kb_per_stream", None, None, "≤ 64 KB", _le("sse_idle_kb_per_stream", 64)),
 ]
 
 
@@ -82,9 +84,10 @@ def machine() -> dict[str, Any]:
 
 
 def run_scenarios(env: common.BenchEnv, quick: bool, only: list[str]) -> dict[str, Any]:
-    from . import api, fanout, push, throughput, ws_idle
+    from . import api, fanout, push, sse, throughput, ws_idle
 
-    modules = {"api": api, "throughput": throughput, "push": push, "fanout": fanout, "ws_idle": ws_idle}
+    modules = {"api": api, "throughput": throughput, "push": push, "fanout": fanout, "ws_idle": ws_idle,
+               "sse": sse}
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
     timings: dict[str, float] = {}
