@@ -59,3 +59,12 @@ def jobs_completed_of_type(*, project: Any, job_type: str) -> QuerySet[Generatio
     """A project's completed jobs of one type, the latest finished first (what a captions job starts from)."""
     return (GenerationJob.objects.filter(project=project, job_type=job_type, status=states.COMPLETED)
             .order_by("-completed_at", "-created_at"))
+
+
+def job_latest_captions(*, job: GenerationJob) -> GenerationJob | None:
+    """The latest completed captions job made from `job` (a full_video), if any."""
+    from .plans.captions import PLAN as CAPTIONS
+
+    return (GenerationJob.objects.filter(project_id=job.project_id, job_type=CAPTIONS.job_type, status=states.COMPLETED,
+                                         params__source_job_id=str(job.pk))
+            .order_by("-completed_at").first())

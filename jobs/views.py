@@ -85,6 +85,21 @@ def job_timing(job: GenerationJob) -> tuple[float | None, float | None]:
     return elapsed, elapsed * (100.0 - job.progress) / job.progress
 
 
+def captions_track(job: GenerationJob) -> dict[str, str] | None:
+    """The `<track>` of a full_video's player: the captions file of its latest completed captions job."""
+    from .plans.captions import SOURCE_TYPE
+
+    if job.job_type != SOURCE_TYPE or job.status != states.COMPLETED:
+        return None
+    captions_job = selectors.job_latest_captions(job=job)
+    files = artifact_links(captions_job).get("captions") if captions_job is not None else None
+    if not files:
+        return None
+    # The narration's voice ("en", "en-gb", "de", …) is a BCP 47 tag, which is what srclang wants.
+    return {"url": files[0]["url"], "srclang": str((job.params or {}).get("voice") or "en"),
+            "captions_job_id": str(captions_job.pk)}
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
@@ -112,6 +127,7 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
         "project": job.project,
         "timeline": job_timeline(list(selectors.job_timeline_events(job_id=job.pk))),
         "artifacts": artifact_links(job),
+        "captions_track": captions_track(job),
         "elapsed_text": format_duration(elapsed),
         "remaining_text": format_duration(remaining),
         "unfinished": job.status in states.UNFINISHED,

@@ -6,6 +6,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from jobs import plans
 from jobs import selectors as job_selectors
 from jobs import services as job_services
 from jobs.exceptions import InvalidJobInput, ProjectNotFound
@@ -55,5 +56,6 @@ def project_detail(request: HttpRequest, project_id: str) -> HttpResponse:
                 return redirect("job-detail", job_id=job.pk)
 
     jobs = job_selectors.jobs_for_project(project_id=project.pk, user=request.user)[:PROJECT_PAGE_JOBS]
-    context = {"project": project, "script_form": script_form, "start_forms": start_forms, "jobs": jobs}
+    context = {"project": project, "script_form": script_form, "start_forms": start_forms, "jobs": jobs,
+               "job_type_labels": dict(plans.JOB_TYPE_CHOICES)}
     return render(request, "projects/detail.html", context)

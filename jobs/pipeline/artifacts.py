@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import PermanentError
 
-ARTIFACT_KINDS = ("scenes", "image", "audio", "video")
+ARTIFACT_KINDS = ("scenes", "image", "audio", "video", "captions")
 MANIFEST_DIR = "manifests"
 
 
@@ -21,7 +21,7 @@ class Artifact:
     """One file produced by a stage."""
 
     path: Path
-    kind: str  # "scenes" | "image" | "audio" | "video"
+    kind: str  # one of ARTIFACT_KINDS
     content_type: str
     bytes: int
     meta: dict[str, Any] = field(default_factory=dict)

@@ -5,6 +5,7 @@ Celery routes, progress weights, metrics labels, the API's `job_type` choices an
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from jobs.pipeline.config import PipelineConfig
 from jobs.pipeline.context import StageContext
 from jobs.pipeline.runner import StageInputs
 
-from . import audio_generation, full_video, image_generation
+from . import audio_generation, captions, full_video, image_generation
 from .plan import JobPlan, Stage, parallel
 from .registry import PlanRegistry
 
@@ -21,6 +22,7 @@ REGISTRY = PlanRegistry()
 REGISTRY.register(full_video.PLAN)
 REGISTRY.register(image_generation.PLAN)
 REGISTRY.register(audio_generation.PLAN)
+REGISTRY.register(captions.PLAN)
 
 get_plan = REGISTRY.get
 
@@ -56,10 +58,13 @@ def build_result(job_type: str, out_dir: Path) -> dict[str, Any]:
 
 
 def run_job(job_type: str, script: str | None, params: dict[str, Any] | None, out_dir: Path, ctx: StageContext, *,
-            config: PipelineConfig) -> dict[str, Any]:
-    """Validate, run every stage of `job_type` in this process and return the result (tests, benchmarks)."""
-    plan = get_plan(job_type)
-    return plan.run_in_process(StageInputs(out_dir=out_dir, params=params or {}, config=config, script=script), ctx)
+            config: PipelineConfig, job_dir: Callable[[str], Path] | None = None) -> dict[str, Any]:
+    """Validate, run every stage of `job_type` in this process and return the result (tests, benchmarks).
+
+    `job_dir` finds other jobs' folders (a captions job reads its source video's); `resolve` is not run here.
+    """
+    inputs = StageInputs(out_dir=out_dir, params=params or {}, config=config, script=script, job_dir=job_dir)
+    return get_plan(job_type).run_in_process(inputs, ctx)
 
 
 def run_stage(stage: str, out_dir: Path, ctx: StageContext, *, params: dict[str, Any], config: PipelineConfig,

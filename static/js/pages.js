@@ -9,9 +9,11 @@
     open: "Live", reconnecting: "Reconnecting…", sse: "Live (event stream)", polling: "Live (polling)",
     closed: "Offline"
   };
-  var TYPE_LABELS = {
-    full_video: "Full video", image_generation: "Image generation", audio_generation: "Audio generation"
-  };
+  /* Job type -> label, rendered by the project page from the job plans (jobs/plans). */
+  var TYPE_LABELS = (function () {
+    var node = document.getElementById("job-type-labels");
+    try { return node ? JSON.parse(node.textContent) : {}; } catch (e) { return {}; }
+  })();
 
   /* "Generating images (3/40)" -> "Generating images": the counter is progress, not a new stage. */
   function stageName(stage) { return String(stage || "").replace(/\s*\(\d+\s*\/\s*\d+\)\s*$/, ""); }

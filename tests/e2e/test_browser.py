@@ -310,3 +310,39 @@ def test_browser__job_page_without_javascript_refreshes_until_finished(processes
     assert page.get_by_role("button", name="Retry job").is_visible()
     screenshot(page, "no-javascript-375")
     context.close()
+
+
+def test_browser__full_video_player_gets_a_captions_track_once_captions_exist(live, browser, user):
+    from jobs import services
+    from tests.processes import wait_until
+
+    _, base = live
+    project = make_project(owner=user, name="Captioned film", script=SHORT_SCRIPT)
+    film = services.job_create(project=project, job_type="full_video", params={"width": 320, "height": 180, "fps": 10})
+    wait_until(lambda: GenerationJob.objects.get(pk=film.pk).status == states.COMPLETED, 120,
+               message="the full video to complete")
+    page = new_page(browser, base)
+    log_in(page, "author")
+    page.goto(f"/jobs/{film.pk}/")
+    page.locator("video").wait_for()
+    assert page.locator("video track").count() == 0  # no captions yet
+
+    # The captions form on the project page offers the finished film; the job runs on the worker.
+    page.goto(f"/projects/{project.pk}/")
+    options = page.locator("#start-captions select[name='captions-source_job_id'] option")
+    assert options.count() == 2 and options.nth(1).get_attribute("value") == str(film.pk)
+    captions_id = start_job_from_project_page(page, "captions", source_job_id=str(film.pk))
+    page.locator('[data-field="status"]').filter(has_text="completed").wait_for(timeout=120_000)
+    assert sorted(page.locator(".downloads a").all_inner_texts()) == ["captions.vtt", "video.mp4"]
+
+    # The film's page now plays its video with the captions track, which the browser loads and parses.
+    page.goto(f"/jobs/{film.pk}/")
+    track = page.locator("video track[kind='captions']")
+    assert track.get_attribute("src") == f"/api/jobs/{captions_id}/artifacts/captions.vtt"
+    assert track.get_attribute("srclang") == "en"
+    page.wait_for_function("() => { const t = document.querySelector('video track'); "
+                           "return t.readyState === 2 && t.track.cues && t.track.cues.length >= 4; }",
+                           timeout=15_000)
+    first_cue = page.evaluate("document.querySelector('video track').track.cues[0].text")
+    assert first_cue == "The city wakes up."
+    screenshot(page, "full-video-captions")

@@ -17,6 +17,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from rest_framework.authtoken.models import Token
 
+from jobs import services
 from tests.factories import make_job, make_project, make_user
 
 
@@ -60,13 +61,17 @@ def test_docs__swagger_ui_uses_self_hosted_assets(client):
 
 @pytest.fixture
 def fuzz_world(db, settings, tmp_path):
-    """A user with a token, a project and a job; generated ids are sometimes swapped for these real ones."""
+    """A user with a token, a project and jobs; generated ids are sometimes swapped for these real ones."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.API_JOB_CREATE_RATE = ""  # fuzzing creates many jobs; the throttle has its own test
     settings.HEALTHZ = {**settings.HEALTHZ, "PING_TIMEOUT_S": 0.05, "WORKERS_CACHE_S": 3600}
     user = make_user()
     project = make_project(owner=user)
     job = make_job(project=project)
+    # A finished full video, so that creating a captions job (which needs one) can succeed as well.
+    film = make_job(project=project, job_type="full_video")
+    services.job_start(job_id=film.pk, worker="fuzz")
+    services.job_complete(job_id=film.pk, result={"artifacts": []})
     folder = settings.MEDIA_ROOT / "jobs" / str(job.pk)
     folder.mkdir(parents=True)
     (folder / "video.mp4").write_bytes(b"\x00" * 2048)
