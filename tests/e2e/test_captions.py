@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from jobs import services, states
 from jobs.exceptions import InvalidJobInput
-from jobs.worker import job_output_dir as job_media_dir
+from jobs.locations import job_media_dir
 from jobs.models import GenerationJob
 from jobs.pipeline import probe_duration, probe_streams
 from tests.e2e.fake_backend import script

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.pipeline import NullContext, PermanentError, PipelineConfig, Scene, StageInputs, probe_duration
+from jobs.pipeline import PermanentError, PipelineConfig, Scene, StageInputs, probe_duration
 from jobs.pipeline.artifacts import atomic_write_json, make_artifact, write_manifest
 from jobs.pipeline.captions import (
     CUE_CHARS,
@@ -20,6 +20,7 @@ from jobs.pipeline.captions import (
     write_vtt,
 )
 from jobs.plans import run_job
+from tests.doubles import NullContext
 from tests.vtt import parse_vtt
 
 LONG = ("The harbour is quiet before dawn. Fishing boats rock gently against the pier while gulls circle "
