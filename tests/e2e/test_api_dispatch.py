@@ -5,7 +5,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from ops import health
+from ops import health_checks as health
 from tests.factories import make_project, make_user
 from tests.processes import wait_until
 

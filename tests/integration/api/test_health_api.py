@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ops import health
+from ops import health_checks as health
 
 pytestmark = pytest.mark.django_db
 
