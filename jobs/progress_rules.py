@@ -105,19 +105,24 @@ def report_progress_statement(
         logger.debug("job %s: ignoring progress (not processing, or another attempt)", job_id,
                      extra={"job_id": str(job_id)})
         return False
-    _, project_id, job_type, seq, status, new_progress, new_stage, error_message, attempts, changed = row
-    if not changed:
+    if not row[-1]:  # nothing moved
         return False
-    committed = listeners.CommittedEvent(
-        job_id=str(pk), project_id=str(project_id), job_type=job_type, seq=seq, kind=JobEvent.PROGRESS,
-        status=status, previous_status=status, progress=new_progress, current_stage=new_stage,
-        error_message=error_message, result=None, attempt=attempts, message="",
-    )
+    committed = _committed_progress(row)
     # In autocommit the statement has committed and these run at once; inside a caller's atomic block they
     # wait for its commit, as on the ORM path.
     transaction.on_commit(partial(listeners.event_committed, committed))
     transaction.on_commit(partial(metrics.count_event, JobEvent.PROGRESS))
     return True
+
+
+def _committed_progress(row: tuple) -> listeners.CommittedEvent:
+    """The listeners' event from the statement's returned row."""
+    pk, project_id, job_type, seq, status, new_progress, new_stage, error_message, attempts, _ = row
+    return listeners.CommittedEvent(
+        job_id=str(pk), project_id=str(project_id), job_type=job_type, seq=seq, kind=JobEvent.PROGRESS,
+        status=status, previous_status=status, progress=new_progress, current_stage=new_stage,
+        error_message=error_message, result=None, attempt=attempts, message="",
+    )
 
 
 # The one-statement implementation of each database vendor that has one; the rest use the locked path.

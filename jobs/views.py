@@ -100,6 +100,20 @@ def captions_track(job: GenerationJob) -> dict[str, str] | None:
             "captions_job_id": str(captions_job.pk)}
 
 
+def _apply_action(request: HttpRequest, job: GenerationJob) -> None:
+    """The form post's `action` (cancel|retry) through the job service; a refusal becomes a page message."""
+    action = request.POST.get("action")
+    try:
+        if action == "cancel":
+            services.job_cancel(job_id=job.pk)
+        elif action == "retry":
+            services.job_retry(job_id=job.pk)
+        else:
+            messages.error(request, "Unknown action.")
+    except InvalidTransition as exc:
+        messages.error(request, exc.reason)
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
@@ -109,16 +123,7 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
     except JobNotFound:
         raise Http404("No such job") from None
     if request.method == "POST":
-        action = request.POST.get("action")
-        try:
-            if action == "cancel":
-                services.job_cancel(job_id=job.pk)
-            elif action == "retry":
-                services.job_retry(job_id=job.pk)
-            else:
-                messages.error(request, "Unknown action.")
-        except InvalidTransition as exc:
-            messages.error(request, exc.reason)
+        _apply_action(request, job)
         return redirect(reverse("job-detail", kwargs={"job_id": job.pk}))
 
     elapsed, remaining = job_timing(job)

@@ -155,49 +155,62 @@ def _gradient(width: int, height: int, top: tuple[int, int, int], bottom: tuple[
     return column.resize((width, height), Image.Resampling.NEAREST)
 
 
+class _Card:
+    """The text area of a title card: margins, a drop shadow, and a cursor `y` moving down the card."""
+
+    def __init__(self, image: Image.Image, width: int, height: int) -> None:
+        self.draw = ImageDraw.Draw(image)
+        self.width = width
+        self.margin = frame_margin(width, height)
+        self.shadow = max(1, round(height / 360))
+        self.max_width = width - 2 * self.margin - self.shadow
+        self.bottom_limit = height - self.margin - self.shadow
+        self.y = self.margin
+
+    def put(self, x: float, text: str, font: Font, fill: tuple[int, int, int]) -> None:
+        self.draw.text((x + self.shadow, self.y + self.shadow), text, font=font, fill=(0, 0, 0), anchor="la")
+        self.draw.text((x, self.y), text, font=font, fill=fill, anchor="la")
+
+    def label(self, text: str, font: Font) -> None:
+        """One grey line at the top ("Scene 3 / 12"), if it fits."""
+        lines = wrap_text(text, font, self.max_width, 1)
+        if lines and self.y + _line_height(font) <= self.bottom_limit:
+            self.put(self.margin, lines[0], font, (220, 220, 220))
+            self.y += round(_line_height(font) * 1.4)
+
+    def heading(self, text: str, font: Font) -> None:
+        """Up to two warm lines under the label."""
+        step = _line_height(font)
+        room = max(0, (self.bottom_limit - self.y) // step)
+        for line in wrap_text(text, font, self.max_width, min(2, room)):
+            self.put(self.margin, line, font, (255, 235, 170))
+            self.y += step
+        self.y += step // 3
+
+    def narration(self, text: str, font: Font) -> None:
+        """As many centred white lines as fit, the block centred in the space left."""
+        step = round(_line_height(font) * 1.2)
+        glyph_height = _line_height(font)
+        room = max(0, (self.bottom_limit - self.y - glyph_height) // step + 1) if self.bottom_limit - self.y >= glyph_height else 0
+        lines = wrap_text(text, font, self.max_width, room)
+        if not lines:
+            return
+        block = (len(lines) - 1) * step + glyph_height
+        self.y += max(0, (self.bottom_limit - self.y - block) // 2)
+        for line in lines:
+            self.put((self.width - self.shadow - font.getlength(line)) / 2, line, font, (255, 255, 255))
+            self.y += step
+
+
 def render_scene_image(scene: Scene, *, width: int, height: int, total: int | None = None, font_path: str | None = None) -> bytes:
     """Draw scene `scene` as a PNG of width x height; same input gives byte-identical output."""
     image = _gradient(width, height, *scene_colors(scene))
-    draw = ImageDraw.Draw(image)
-    margin = frame_margin(width, height)
-    shadow = max(1, round(height / 360))
-    max_width = width - 2 * margin - shadow
-    bottom_limit = height - margin - shadow
-
-    label_font = load_font(max(8, round(height * 0.045)), font_path)
-    heading_font = load_font(max(10, round(height * 0.065)), font_path)
-    body_font = load_font(max(9, round(height * 0.055)), font_path)
-
-    def put(x: float, y: float, text: str, font: Font, fill: tuple[int, int, int]) -> None:
-        draw.text((x + shadow, y + shadow), text, font=font, fill=(0, 0, 0), anchor="la")
-        draw.text((x, y), text, font=font, fill=fill, anchor="la")
-
-    y = margin
-    label = f"Scene {scene.index}" + (f" / {total}" if total else "")
-    label = wrap_text(label, label_font, max_width, 1)
-    if label and y + _line_height(label_font) <= bottom_limit:
-        put(margin, y, label[0], label_font, (220, 220, 220))
-        y += round(_line_height(label_font) * 1.4)
-
+    card = _Card(image, width, height)
+    card.label(f"Scene {scene.index}" + (f" / {total}" if total else ""),
+               load_font(max(8, round(height * 0.045)), font_path))
     if scene.heading and scene.heading != scene.text:
-        step = _line_height(heading_font)
-        room = max(0, (bottom_limit - y) // step)
-        for line in wrap_text(scene.heading, heading_font, max_width, min(2, room)):
-            put(margin, y, line, heading_font, (255, 235, 170))
-            y += step
-        y += step // 3
-
-    step = round(_line_height(body_font) * 1.2)
-    glyph_height = _line_height(body_font)
-    room = max(0, (bottom_limit - y - glyph_height) // step + 1) if bottom_limit - y >= glyph_height else 0
-    lines = wrap_text(scene.text, body_font, max_width, room)
-    if lines:
-        block = (len(lines) - 1) * step + glyph_height
-        y += max(0, (bottom_limit - y - block) // 2)  # centre the narration in the space left
-        for line in lines:
-            put((width - shadow - body_font.getlength(line)) / 2, y, line, body_font, (255, 255, 255))
-            y += step
-
+        card.heading(scene.heading, load_font(max(10, round(height * 0.065)), font_path))
+    card.narration(scene.text, load_font(max(9, round(height * 0.055)), font_path))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()
