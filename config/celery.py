@@ -14,3 +14,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def __getattr__(name: str) -> object:
+    """`config.celery.BaseTask` (the job-aware task base, jobs/basetask.py), imported on first use: importing
+    it here at once would load Django models while the Celery app itself is being configured."""
+    if name == "BaseTask":
+        from jobs.basetask import BaseTask
+
+        return BaseTask
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -245,6 +245,8 @@ JOBS = {
         for name in sorted(os.environ) if name.startswith("JOBS_TIME_LIMIT_") and name.endswith("_S")
     },
     "SOFT_TIME_LIMIT_MARGIN_S": env_int("JOBS_SOFT_TIME_LIMIT_MARGIN_S", 60),
+    # CONTRACT.md: the wall-clock limit of a whole job, all stages together.
+    "JOB_TIME_LIMIT_S": env_float("JOB_TIME_LIMIT_S", 3600.0, positive=True),
 }
 
 # --- Webhooks (typed accessors in webhooks/conf.py; docs/OPERATIONS.md) ---------------------------------

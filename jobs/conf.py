@@ -20,12 +20,16 @@ class JobSettings:
     RETRY_BACKOFF_MAX_S: float = 300.0
     TIME_LIMIT_S: dict = field(default_factory=dict)  # per job type, overriding its plan's time_limit_s
     SOFT_TIME_LIMIT_MARGIN_S: int = 60
+    # Wall-clock limit of a whole job attempt, all stages together, from its start (each stage's own
+    # TIME_LIMIT_S still applies); the heartbeat and the reaper fail a job running past it.
+    JOB_TIME_LIMIT_S: float = 3600.0
 
     def time_limits(self, job_type: str) -> tuple[int, int]:
-        """(soft, hard) limits in seconds for a job type."""
+        """(soft, hard) limits in seconds of one stage of a job type, never more than the whole job's limit."""
         from .plans import get_plan
 
         hard = int(self.TIME_LIMIT_S.get(job_type) or get_plan(job_type).time_limit_s)
+        hard = max(1, min(hard, int(self.JOB_TIME_LIMIT_S)))  # no stage may outlast the whole job
         soft = max(1, hard - int(self.SOFT_TIME_LIMIT_MARGIN_S)) if hard > self.SOFT_TIME_LIMIT_MARGIN_S else max(1, int(hard * 0.9))
         return soft, hard
 

@@ -34,9 +34,11 @@ class ReapReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     redispatched: list[str] = field(default_factory=list)
+    timed_out: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"ran": self.ran, "requeued": self.requeued, "failed": self.failed, "redispatched": self.redispatched}
+        return {"ran": self.ran, "requeued": self.requeued, "failed": self.failed, "redispatched": self.redispatched,
+                "timed_out": self.timed_out}
 
 
 def reap_jobs() -> ReapReport:
@@ -50,11 +52,23 @@ def reap_jobs() -> ReapReport:
             return ReapReport(ran=False)
         report = ReapReport()
         now = timezone.now()
+        _fail_overdue(report, now, conf)
         _reap_lost_workers(report, now, conf)
         _redispatch_waiting(report, now, conf)
-    if report.requeued or report.failed or report.redispatched:
+    if report.requeued or report.failed or report.redispatched or report.timed_out:
         logger.info("reaper: %s", report.as_dict())
     return report
+
+
+def _fail_overdue(report: ReapReport, now: datetime, conf: JobSettings) -> None:
+    """Fail processing jobs past JOB_TIME_LIMIT_S whose worker is not there to notice (its heartbeat does)."""
+    overdue = GenerationJob.objects.filter(
+        status=states.PROCESSING, started_at__lt=now - timedelta(seconds=conf.JOB_TIME_LIMIT_S)
+    ).values_list("pk", "attempts")
+    for job_id, attempt in overdue:
+        if services.job_time_out(job_id=job_id, attempt=attempt) is not None:
+            report.timed_out.append(str(job_id))
+            metrics.count_reaper_action("timed_out")
 
 
 def _looks_lost(job_id: object, attempt: int, conf: JobSettings) -> bool:

@@ -192,40 +192,105 @@ def job_report_progress(
     return progress_rules.report_progress(job_id, progress=progress, stage=stage, part=part, attempt=attempt)
 
 
+def _completing(result: dict | None, stage: str | None = None) -> Mutate:
+    def mutate(job: GenerationJob) -> None:
+        job.result = result if result is not None else {}
+        job.current_stage = trim_stage(stage) or "Completed"
+        job.error_message = None
+
+    return mutate
+
+
+def _failing(text: str) -> Mutate:
+    def mutate(job: GenerationJob) -> None:
+        job.error_message = text
+
+    return mutate
+
+
+def _cancelling(job: GenerationJob) -> None:
+    job.current_stage = "Cancelled"
+
+
+def _failure_text(error_message: str | None) -> str:
+    return (error_message or "failed").strip()[:2000]
+
+
 def job_complete(
     *, job_id: uuid.UUID | str, result: dict | None = None, attempt: int | None = None
 ) -> GenerationJob | None:
     """processing -> completed with its result and progress 100; a replay is a no-op."""
-
-    def mutate(job: GenerationJob) -> None:
-        job.result = result if result is not None else {}
-        job.current_stage = "Completed"
-        job.error_message = None
-
-    return _transition(job_id, states.COMPLETED, strict=False, attempt=attempt, message="Completed", mutate=mutate)
+    return _transition(job_id, states.COMPLETED, strict=False, attempt=attempt, message="Completed",
+                       mutate=_completing(result))
 
 
 def job_fail(
     *, job_id: uuid.UUID | str, error_message: str, attempt: int | None = None
 ) -> GenerationJob | None:
     """queued|processing -> failed with a user-facing message; progress reached is kept."""
-    text = (error_message or "failed").strip()[:2000]
-
-    def mutate(job: GenerationJob) -> None:
-        job.error_message = text
-
-    return _transition(job_id, states.FAILED, strict=False, attempt=attempt, message=text, mutate=mutate)
+    text = _failure_text(error_message)
+    return _transition(job_id, states.FAILED, strict=False, attempt=attempt, message=text, mutate=_failing(text))
 
 
 def job_cancel(*, job_id: uuid.UUID | str, reason: str = "Cancelled by user") -> GenerationJob:
     """Cancel an unfinished job (InvalidTransition if it already finished); the task is stopped on commit."""
-
-    def mutate(job: GenerationJob) -> None:
-        job.current_stage = trim_stage("Cancelled")
-
-    job = _transition(job_id, states.CANCELLED, strict=True, message=reason, mutate=mutate)
+    job = _transition(job_id, states.CANCELLED, strict=True, message=reason, mutate=_cancelling)
     assert job is not None
     return job
+
+
+# What a status reached through job_advance records: its event message and the fields that go with it.
+_ADVANCE_MESSAGES = {states.PROCESSING: "Started", states.QUEUED: "Requeued", states.COMPLETED: "Completed",
+                     states.CANCELLED: "Cancelled"}
+
+
+def _finishing(target: str, text: str, *, result: dict | None, stage: str | None) -> Mutate | None:
+    """The fields a job reaching a terminal `target` takes (None for the other statuses)."""
+    if target == states.COMPLETED:
+        return _completing(result, stage)
+    if target == states.FAILED:
+        return _failing(text)
+    return _cancelling if target == states.CANCELLED else None
+
+
+def _advance_path(job: GenerationJob, target: str) -> list[str] | None:
+    """The moves from the job's status to `target`: direct, or through processing for a job still queued
+    (a task that never "starts" its job). None when the state table allows neither."""
+    if states.can_transition(job.status, target):
+        return [target]
+    if states.can_transition(job.status, states.PROCESSING) and states.can_transition(states.PROCESSING, target):
+        return [states.PROCESSING, target]
+    return None
+
+
+def job_advance(
+    *,
+    job_id: uuid.UUID | str,
+    status: str,
+    progress: float | None = None,
+    stage: str | None = None,
+    result: dict | None = None,
+    error_message: str | None = None,
+) -> GenerationJob | None:
+    """Move a job to `status` as a task that reports its own job does (JobService): a queued job passes
+    through processing first, processing -> processing records progress only, and what the state table
+    refuses (a finished job) is a logged no-op (None). One transaction under the row lock."""
+    if status not in states.STATUSES:
+        raise InvalidJobInput("status", f"unknown status {status!r}; allowed: {', '.join(states.STATUSES)}")
+    with transaction.atomic():
+        job = lock_job(job_id)
+        path = [] if status == job.status == states.PROCESSING else _advance_path(job, status)
+        if path is None:
+            logger.info("job %s: ignoring late %s -> %s", job.pk, job.status, status, extra={"job_id": str(job.pk)})
+            return None
+        for target in path:
+            text = _failure_text(error_message) if target == states.FAILED else _ADVANCE_MESSAGES[target]
+            mutate = _finishing(target, text, result=result, stage=stage) if target == path[-1] else None
+            _log_moved(job, _apply(job, target, message=text, mutate=mutate), text)
+        if job.status == states.PROCESSING and (progress is not None or stage is not None):
+            progress_rules.report_progress(job.pk, progress=job.progress if progress is None else progress,
+                                           stage=stage, part=None, attempt=job.attempts)
+    return job_get(job_id=job.pk)
 
 
 def job_retry(*, job_id: uuid.UUID | str) -> GenerationJob:
@@ -278,6 +343,22 @@ def job_record_lost_worker(*, job_id: uuid.UUID | str, attempt: int, reason: str
     return outcome
 
 
+def job_time_out(*, job_id: uuid.UUID | str, attempt: int | None = None) -> GenerationJob | None:
+    """Fail a processing job that has run longer than JOBS["JOB_TIME_LIMIT_S"] (all its stages together);
+    None when it has not, or is no longer processing. Its running task sees the failure and stops."""
+    limit_s = job_settings().JOB_TIME_LIMIT_S
+    with transaction.atomic():
+        job = lock_job(job_id)
+        now = timezone.now()
+        if (job.status != states.PROCESSING or _stale(job, attempt, states.FAILED) or job.started_at is None
+                or (now - job.started_at).total_seconds() < limit_s):
+            return None
+        text = f"timed out after {limit_s:g} s (the whole job's time limit, JOB_TIME_LIMIT_S)"
+        previous = _apply(job, states.FAILED, message=text, mutate=_failing(text))
+    _log_moved(job, previous, text)
+    return job
+
+
 def job_heartbeat(*, job_id: uuid.UUID | str, worker: str = "", attempt: int | None = None) -> bool:
     """Refresh a processing job's lease; False if the job is no longer ours to run (conditional update)."""
     query = GenerationJob.objects.filter(pk=job_id, status=states.PROCESSING)
@@ -306,3 +387,7 @@ def jobs_cancel_unfinished(*, project_id: uuid.UUID | str, reason: str = "Projec
         except InvalidTransition:  # finished meanwhile
             pass
     return count
+
+
+# The seed's class interface (CONTRACT.md), defined over the functions above.
+from .job_service import JobService  # noqa: E402,F401

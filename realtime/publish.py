@@ -1,5 +1,8 @@
 """The only code that talks to the channel layer: pushes committed job events to their groups.
 
+`publish_job_update` / `apublish_job_update` (the seed's helpers) record an update through the job service;
+its committed event is what gets pushed.
+
 jobs/listeners.py calls `on_event_committed` after each job change commits, in web and worker processes
 alike. It must be cheap and never raise, so it only enqueues; a sender drains the queue in order (so one
 job's events leave a process in seq order) and sends each message to `job_<id>` and `project_<id>`.
@@ -25,7 +28,7 @@ import weakref
 from collections import deque
 from typing import Any
 
-from asgiref.sync import SyncToAsync
+from asgiref.sync import SyncToAsync, sync_to_async
 from redis.exceptions import RedisError
 
 from jobs.listeners import CommittedEvent
@@ -210,6 +213,26 @@ def publish_status(*, job_id: str, project_id: str, message: dict[str, Any]) -> 
 def on_event_committed(event: CommittedEvent) -> None:
     """jobs.listeners hook: push a committed event to everyone watching the job or its project."""
     publish_status(job_id=event.job_id, project_id=event.project_id, message=events.committed_message(event))
+
+
+def publish_job_update(job_id: Any, status: str, progress: float | None = None,
+                       current_stage: str | None = None) -> dict[str, Any]:
+    """Record a job update through the job service (JobService.update_job_status) and push it to the job's
+    and project's groups once committed; returns the job's resulting `status` message.
+
+    The push is the recorded event's (on_event_committed), so no client sees a change the job's events
+    do not hold; an update the state table refuses (a finished job) records and pushes nothing.
+    """
+    from jobs.services import JobService
+
+    job = JobService.update_job_status(job_id, status, progress=progress, current_stage=current_stage)
+    return events.snapshot_message(job)
+
+
+async def apublish_job_update(job_id: Any, status: str, progress: float | None = None,
+                              current_stage: str | None = None) -> dict[str, Any]:
+    """`publish_job_update` for async code (consumers, async views): the database work runs in a thread."""
+    return await sync_to_async(publish_job_update, thread_sensitive=True)(job_id, status, progress, current_stage)
 
 
 def flush(timeout: float = FLUSH_TIMEOUT_S) -> bool:

@@ -1,7 +1,9 @@
 """Celery tasks that exist only for end-to-end tests (a worker loads them with `-I tests.tasks_for_tests`).
 
 `report_progress_steps_task` plays a stage that reports progress in a tight loop, through the same
-ProgressCoalescer and job service the real stages use (jobs.worker.JobStageContext), then completes.
+ProgressCoalescer and job service the real stages use (jobs.running.JobStageContext), then completes.
+The `seed_*` tasks are written on `config.celery.BaseTask` the way the platform's design documents write
+tasks, outside the pipeline (tests/e2e/test_seed_tasks.py).
 """
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from typing import Any
 
 from celery import shared_task
 
+from config.celery import BaseTask, app
 from jobs import services
+from jobs.services import JobService
 from jobs.conf import job_settings
 from jobs.progress import ProgressCoalescer
 
@@ -51,3 +55,39 @@ def db_backend_pid_task() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         return cursor.fetchone()[0]
+
+
+SEED_TASK_NAME = "tests.tasks_for_tests.seed_style_task"
+SEED_SLOW_TASK_NAME = "tests.tasks_for_tests.seed_slow_task"
+SEED_FLAKY_TASK_NAME = "tests.tasks_for_tests.seed_flaky_task"
+
+
+@app.task(base=BaseTask, bind=True, name=SEED_TASK_NAME)
+def seed_style_task(self: BaseTask, job_id: str, pause_s: float = 0.05) -> dict[str, Any]:
+    """The documents' way: progress 10 … 90 through JobService, then mark the job completed."""
+    for value in range(10, 100, 10):
+        JobService.update_job_progress(job_id, value, current_stage=f"Step {value // 10} of 9")
+        self.check_cancelled()
+        time.sleep(pause_s)
+    JobService.mark_job_completed(job_id, result={"artifacts": [], "written_by": "seed_style_task"})
+    return {"outcome": "completed"}
+
+
+@app.task(base=BaseTask, bind=True, name=SEED_SLOW_TASK_NAME)
+def seed_slow_task(self: BaseTask, job_id: str, seconds: float) -> dict[str, Any]:
+    """Reports and checks for cancellation for `seconds`, then returns (BaseTask completes the job)."""
+    started = time.monotonic()
+    while (elapsed := time.monotonic() - started) < seconds:
+        self.report_progress(100.0 * elapsed / seconds, "Working slowly")
+        self.check_cancelled()
+        time.sleep(0.05)
+    return {"artifacts": [], "seconds": seconds}
+
+
+@app.task(base=BaseTask, bind=True, name=SEED_FLAKY_TASK_NAME)
+def seed_flaky_task(self: BaseTask, job_id: str, failures: int) -> dict[str, Any]:
+    """Raises a transient error on its first `failures` runs, then returns (BaseTask completes the job)."""
+    self.report_progress(10.0 * (self.request.retries + 1), f"Try {self.request.retries + 1}")
+    if self.request.retries < failures:
+        raise ConnectionError("the backend is not reachable")
+    return {"artifacts": [], "tries": self.request.retries + 1}

@@ -67,7 +67,10 @@ class JobListCreateView(idempotency.IdempotentCreateMixin, generics.ListCreateAP
         filters.is_valid(raise_exception=True)
         wanted = filters.validated_data
         if "project_id" in wanted:
-            query = query.filter(project_id=wanted["project_id"])
+            # An unknown or foreign project is a 404, as for every other path naming it (a malformed id
+            # was already a 400 naming the parameter).
+            project = project_get_for_user(project_id=wanted["project_id"], user=self.request.user)
+            query = query.filter(project_id=project.pk)
         if "status" in wanted:
             query = query.filter(status=wanted["status"])
         if "job_type" in wanted:

@@ -117,3 +117,21 @@ def test_reaper__periodic_tasks_are_created_idempotently_on_the_maintenance_queu
                           "webhooks.tasks.sweep_deliveries_task", "webhooks.tasks.cleanup_deliveries_task"}
     assert all(t.queue == "maintenance" and t.enabled for t in tasks.values())
     assert tasks["jobs.tasks.reap_jobs_task"].interval.every == 30
+
+
+def test_reaper__job_running_past_job_time_limit_is_failed_timed_out(settings):
+    # Given a whole-job limit of an hour, a job started 61 minutes ago and one started 59 minutes ago
+    settings.JOBS = {**settings.JOBS, "JOB_TIME_LIMIT_S": 3600.0}
+    overdue, running = make_processing_job(), make_processing_job()
+    age(overdue, started_at=3660)
+    age(running, started_at=3540)
+
+    # When the reaper runs
+    report = reap_jobs()
+
+    # Then only the overdue job failed, with a message starting "timed out"
+    overdue.refresh_from_db()
+    running.refresh_from_db()
+    assert report.timed_out == [str(overdue.pk)]
+    assert overdue.status == states.FAILED and overdue.error_message.startswith("timed out after 3600 s")
+    assert running.status == states.PROCESSING

@@ -67,6 +67,20 @@ def test_job_list__filters_newest_first(api, user):
     assert ids(f"?project_id={project_a.pk}&status=queued") == [str(old.pk)]
 
 
+@pytest.mark.parametrize("which", ["unknown", "foreign"])
+def test_job_list__unknown_or_foreign_project_is_404(api, other_user, which):
+    # Given a project id that is not one of the caller's projects (none at all, or another user's with a job)
+    if which == "foreign":
+        project_id = make_job(project=make_project(owner=other_user)).project_id
+    else:
+        project_id = "00000000-0000-0000-0000-000000000000"
+    # When the caller lists jobs filtered by it
+    response = api.get(f"/api/jobs/?project_id={project_id}")
+    # Then it is not found (CONTRACT.md: was an empty list), and nothing says whether it exists
+    assert response.status_code == 404
+    assert response.json() == api.get("/api/jobs/?project_id=00000000-0000-0000-0000-000000000000").json()
+
+
 def test_job_list__paginates_with_page_size_and_a_maximum(api, project):
     for _ in range(3):
         make_job(project=project)
