@@ -3,9 +3,9 @@
 Every change runs in a transaction holding the job's row lock (SELECT … FOR UPDATE on PostgreSQL; SQLite
 serialises writers with BEGIN IMMEDIATE), records a JobEvent with the next `seq`, and hands the committed
 event to jobs.listeners via `transaction.on_commit` (the lock and the event: jobs/records.py; the progress
-rules: jobs/progress_rules.py). Worker-side calls (start, progress, complete, fail,
-requeue) treat a late or replayed update as a logged no-op; caller-side actions (cancel, retry, a strict
-status update) raise InvalidTransition so the API can answer 409.
+rules: jobs/progress_rules.py). Worker-side calls (start, progress, complete, fail, a lost worker, a time-out,
+JobService's job_advance) treat a late or replayed update as a logged no-op; caller-side actions (cancel,
+retry, a strict status update) raise InvalidTransition so the API can answer 409.
 """
 from __future__ import annotations
 
@@ -303,15 +303,6 @@ def job_retry(*, job_id: uuid.UUID | str) -> GenerationJob:
                       refusal="job is {status}; only failed or cancelled jobs can be retried")
     assert job is not None
     return job
-
-
-def job_requeue(*, job_id: uuid.UUID | str, reason: str, attempt: int | None = None) -> GenerationJob | None:
-    """processing -> queued as a new attempt after its worker was lost (used by the reaper)."""
-
-    def mutate(job: GenerationJob) -> None:
-        job.lost_count += 1
-
-    return _transition(job_id, states.QUEUED, strict=False, attempt=attempt, message=reason, mutate=mutate)
 
 
 def job_record_lost_worker(*, job_id: uuid.UUID | str, attempt: int, reason: str) -> str | None:

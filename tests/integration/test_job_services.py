@@ -122,7 +122,7 @@ def test_second_completed__is_a_noop() -> None:
 
 def test_stale_attempt__is_ignored() -> None:
     job = make_processing_job()
-    services.job_requeue(job_id=job.pk, reason="worker lost")
+    services.job_record_lost_worker(job_id=job.pk, attempt=1, reason="worker lost")
     assert services.job_complete(job_id=job.pk, result={}, attempt=1) is None
     job.refresh_from_db()
     assert job.status == "queued" and job.attempts == 2 and job.lost_count == 1

@@ -422,7 +422,7 @@ def test_job_detail__timeline_reads_only_status_events_and_stage_starts(client, 
         part = "images" if step % 2 else "audio"
         stage = f"Generating {'images' if part == 'images' else 'narration'} ({step // 60 + 1}/5)"
         services.job_report_progress(job_id=job.pk, progress=step / 3, stage=stage, part=part)
-    services.job_requeue(job_id=job.pk, reason="worker lost")
+    services.job_record_lost_worker(job_id=job.pk, attempt=1, reason="worker lost")
     services.job_start(job_id=job.pk, worker="w2")
     services.job_report_progress(job_id=job.pk, progress=50, stage="Generating images (1/5)", part="images")
     all_events = list(JobEvent.objects.filter(job=job).order_by("seq"))

@@ -82,7 +82,7 @@ def test_progress__parts_weighted_by_job_type(report) -> None:
 def test_progress__refused_when_not_processing_or_stale_attempt(report) -> None:
     job = make_processing_job()
     assert report(job_id=job.pk, progress=10, stage="s", attempt=2) is False
-    services.job_requeue(job_id=job.pk, reason="worker lost")
+    services.job_record_lost_worker(job_id=job.pk, attempt=1, reason="worker lost")
     assert report(job_id=job.pk, progress=10, stage="s") is False
     job.refresh_from_db()
     assert job.status == "queued" and job.progress == 0 and job.seq == 3
