@@ -22,9 +22,18 @@ def post_json(url: str, payload: dict[str, Any], *, timeout: float, backend: str
     request = urllib.request.Request(
         url, data=body, method="POST", headers={"Content-Type": "application/json", "Accept": "application/json"}
     )
+    raw = _exchange(request, url=url, timeout=timeout, backend=backend)
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise PermanentError(f"{backend} returned a malformed answer (not JSON)", detail=raw[:500].decode("utf-8", "replace")) from exc
+
+
+def _exchange(request: urllib.request.Request, *, url: str, timeout: float, backend: str) -> bytes:
+    """Send the request and read the answer's body, mapping every failure to a Transient or PermanentError."""
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
+            return response.read()
     except urllib.error.HTTPError as exc:
         detail = _error_body(exc)
         if exc.code >= 500 or exc.code in _RETRYABLE_STATUS:
@@ -41,10 +50,6 @@ def post_json(url: str, payload: dict[str, Any], *, timeout: float, backend: str
     except (http.client.HTTPException, ConnectionError, OSError) as exc:
         # The server dropped the connection mid-answer.
         raise TransientError(f"{backend} closed the connection unexpectedly", detail=repr(exc)) from exc
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise PermanentError(f"{backend} returned a malformed answer (not JSON)", detail=raw[:500].decode("utf-8", "replace")) from exc
 
 
 def _error_body(exc: urllib.error.HTTPError) -> str:
