@@ -42,7 +42,7 @@ def celery_rate(task: Any, name: str, count: int) -> float:
     before = _counter(name)
     started = time.monotonic()
     for _ in range(count):
-        task.apply_async(queue="image_generation")
+        task.apply_async(queue=queues.IMAGE)
     ended = _wait(lambda: _counter(name) >= before + count, 300)
     return count / (ended - started)
 

@@ -146,7 +146,7 @@ class JobPlan:
         inputs = StageInputs(out_dir=inputs.out_dir, params=params, config=inputs.config, script=inputs.script,
                              job_dir=inputs.job_dir)
         inputs.out_dir.mkdir(parents=True, exist_ok=True)
+        ranges = self.stage_ranges()
         for stage in self.stages:
-            start, end = self.stage_ranges()[stage.name]
-            stage.run(inputs, ScaledContext(ctx, start, end))
+            stage.run(inputs, ScaledContext(ctx, *ranges[stage.name]))
         return self.build_result(inputs.out_dir)
