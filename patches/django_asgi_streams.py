@@ -2,7 +2,7 @@
 
 Upstream (Django 5.2, `ASGIHandler.__call__`): every request runs inside asgiref's ThreadSensitiveContext,
 which gives the request its own sync thread until the response is finished. For a stream that lasts as
-long as a job that was one idle thread per open stream (500 streams: 501 threads in
+long as a job that was one idle thread per open stream (docs/BENCHMARKS.md, the patches table; proved by
 tests/e2e/test_sse_stream.py::test_sse_stream__500_concurrent_streams_hold_no_thread_each). Stream
 requests therefore go to `ASGIHandler.handle` directly: the view's one sync hop (auth, owner check) runs
 in the process's shared sync thread, as the websocket consumers' database helpers do, and the stream
