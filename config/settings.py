@@ -308,6 +308,8 @@ IDEMPOTENCY_CLAIM_TIMEOUT_S = env_int("IDEMPOTENCY_CLAIM_TIMEOUT_S", 60)
 SSE_KEEPALIVE_S = env_float("SSE_KEEPALIVE_S", 15.0)
 # Open SSE streams of one user in one web process; past it a new stream is a 429 (0: no limit).
 SSE_STREAMS_PER_USER = env_int("SSE_STREAMS_PER_USER", 20)
+# How often an open SSE stream re-checks that its token / session and user are still valid.
+SSE_REAUTH_S = env_float("SSE_REAUTH_S", 60.0)
 # Throttle counters live in Redis so every server process shares them.
 CACHES = {
     "default": {

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -25,6 +25,7 @@ from jobs import states
 from jobs.models import GenerationJob
 
 from . import events
+from .sse_access import reauth_s
 
 REPLAY_BATCH = 500
 PROJECT_SNAPSHOT_LIMIT = 100  # as the project websocket: the newest jobs' snapshots on connect
@@ -35,6 +36,13 @@ CATCH_UP_AFTER_S = 1.0
 # so a stalled client costs a bounded amount of memory.
 INBOX_LIMIT = 1000
 RECONNECT_MS = 3000  # the `retry:` hint: how long EventSource waits before reconnecting
+
+
+Allowed = Callable[[], Awaitable[bool]]
+
+
+async def _always() -> bool:
+    return True
 
 
 def keepalive_s() -> float:
@@ -219,13 +227,20 @@ async def _live(cursor: _Cursor, message: dict[str, Any], text: Any) -> AsyncIte
         yield frame(message, text if isinstance(text, str) else None)
 
 
-async def _follow(sub: Subscription, cursor: _Cursor,
-                  catch_up: Callable[[], AsyncIterator[bytes]]) -> AsyncIterator[bytes]:
-    """Live frames until the cursor finishes; a comment after each keep-alive interval of silence."""
+async def _follow(sub: Subscription, cursor: _Cursor, catch_up: Callable[[], AsyncIterator[bytes]],
+                  allowed: Allowed) -> AsyncIterator[bytes]:
+    """Live frames until the cursor finishes or access is revoked; a comment after each keep-alive interval."""
     catch_up_at: float | None = time.monotonic() + CATCH_UP_AFTER_S
+    check_at = time.monotonic() + reauth_s()
     while not cursor.finished:
         now = time.monotonic()
+        if now >= check_at:
+            if not await allowed():
+                yield comment("access revoked")
+                return
+            check_at = now + reauth_s()
         wait = keepalive_s() if catch_up_at is None else max(0.0, catch_up_at - now)
+        wait = min(wait, max(0.0, check_at - now))  # an idle stream is re-checked on time too
         event = await sub.next(wait)
         if event is None:
             if sub.overflowed or catch_up_at is not None:
@@ -244,7 +259,7 @@ async def _follow(sub: Subscription, cursor: _Cursor,
                 yield chunk
 
 
-async def job_stream(*, job_id: str, after_seq: int | None) -> AsyncIterator[bytes]:
+async def job_stream(*, job_id: str, after_seq: int | None, allowed: Allowed = _always) -> AsyncIterator[bytes]:
     """One job: the snapshot (or every event after `after_seq`), then live, ending after a terminal status."""
     yield f"retry: {RECONNECT_MS}\n\n".encode()
     cursor = _Cursor(end_on_terminal=True)
@@ -263,11 +278,11 @@ async def job_stream(*, job_id: str, after_seq: int | None) -> AsyncIterator[byt
             # Nothing left to replay and the job is over: the client has everything.
             if states.is_terminal(snapshot["status"]) and cursor.last_seq[job_id] >= snapshot["seq"]:
                 cursor.finished = True
-        async for chunk in _follow(sub, cursor, lambda: _catch_up(cursor, [job_id])):
+        async for chunk in _follow(sub, cursor, lambda: _catch_up(cursor, [job_id]), allowed):
             yield chunk
 
 
-async def project_stream(*, project_id: str) -> AsyncIterator[bytes]:
+async def project_stream(*, project_id: str, allowed: Allowed = _always) -> AsyncIterator[bytes]:
     """Every job of a project: one snapshot per job (newest first), then live; open until the client leaves."""
     yield f"retry: {RECONNECT_MS}\n\n".encode()
     cursor = _Cursor(end_on_terminal=False)
@@ -275,5 +290,5 @@ async def project_stream(*, project_id: str) -> AsyncIterator[bytes]:
         for snapshot in await _project_snapshots(project_id):
             if cursor.accept(snapshot):
                 yield frame(snapshot)
-        async for chunk in _follow(sub, cursor, lambda: _catch_up_project(cursor, project_id)):
+        async for chunk in _follow(sub, cursor, lambda: _catch_up_project(cursor, project_id), allowed):
             yield chunk

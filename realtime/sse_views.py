@@ -26,6 +26,7 @@ from jobs import selectors as job_selectors
 from projects.selectors import project_get_for_user
 
 from . import sse
+from .sse_access import access_check
 from .sse_limits import stream_slot_take, streams_per_user
 
 SEQ_MAX = 2**31 - 1  # JobEvent.seq is a PositiveIntegerField
@@ -99,7 +100,8 @@ class JobStreamView(EventStreamView):
     def get(self, request: Request, job_id: str) -> StreamingHttpResponse:
         job = job_selectors.job_get_for_user(job_id=job_id, user=request.user)  # JobNotFound -> 404
         after_seq = resume_after(request)
-        return event_stream_response(request, sse.job_stream(job_id=str(job.pk), after_seq=after_seq))
+        return event_stream_response(request, sse.job_stream(
+            job_id=str(job.pk), after_seq=after_seq, allowed=access_check(request)))
 
 
 class ProjectStreamView(EventStreamView):
@@ -113,4 +115,5 @@ class ProjectStreamView(EventStreamView):
     )
     def get(self, request: Request, project_id: str) -> StreamingHttpResponse:
         project = project_get_for_user(project_id=project_id, user=request.user)  # ProjectNotFound -> 404
-        return event_stream_response(request, sse.project_stream(project_id=str(project.pk)))
+        return event_stream_response(request, sse.project_stream(
+            project_id=str(project.pk), allowed=access_check(request)))

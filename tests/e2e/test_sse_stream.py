@@ -310,3 +310,33 @@ def test_sse_stream__streams_per_user_are_capped_and_a_closed_stream_frees_its_s
     # then the third is a 429 naming the limit, and the closed stream's slot is free again
     assert refused.startswith(b"HTTP/1.1 429") and b"2 streams open" in refused
     assert answer.startswith(b"HTTP/1.1 200") and b'"seq": 1' in answer
+
+
+def test_sse_stream__ends_once_its_token_is_deleted(processes) -> None:
+    # given a stream opened with a token, on a web process re-checking access every second
+    port = processes.start_daphne(SSE_REAUTH_S="1", SSE_KEEPALIVE_S="0.5")
+    job, token = new_job()
+    deleted = threading.Event()
+
+    def delete_token_after_snapshot(found: list[dict[str, Any]]) -> bool:
+        if messages(found) and not deleted.is_set():
+            deleted.set()
+            # when the token is deleted while the stream is open
+            threading.Thread(target=_delete_token, args=(token,)).start()
+        return False
+
+    found, ended = asyncio.run(read_stream(stream_url(port, job), token, timeout=30,
+                                           stop=delete_token_after_snapshot))
+
+    # then the server ends the stream, saying why, although the job is still queued
+    assert ended
+    assert {"comment": "access revoked"} in found
+
+
+def _delete_token(key: str) -> None:
+    from rest_framework.authtoken.models import Token
+
+    try:
+        Token.objects.filter(key=key).delete()
+    finally:
+        connection.close()
