@@ -15,8 +15,8 @@ A task whose arguments name a `job_id` (and optionally an `attempt`) runs as tha
 - when the task returns and the job is still running, the job is completed with the returned dict as its
   result (`complete_on_return`).
 
-Log lines carry `job_id` and `task_id` through the task signals (config/logging.py). The pipeline's stage
-task (jobs/worker.py JobStageTask) specialises this class.
+Log lines carry `job_id` and `task_id` through the task signals (ops/celery_signals.py, ops/logging.py).
+The pipeline's stage task (jobs/worker.py JobStageTask) specialises this class.
 """
 from __future__ import annotations
 
