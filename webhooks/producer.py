@@ -11,11 +11,13 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
+from datetime import timedelta
 from typing import Any
 
 from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from jobs import states
@@ -125,3 +127,37 @@ def on_event_committed(event: CommittedEvent) -> None:
         deliver_job_webhooks_task.apply_async(args=[event.job_id], retry=False)
     except Exception:  # the broker is down: the row is saved, and the periodic sweep sends it later
         logger.warning("webhooks: could not enqueue delivery of job %s #%s", event.job_id, event.seq, exc_info=True)
+
+
+def deliveries_backfill_final(*, within_s: float = 3600.0, settle_s: float = 30.0, limit: int = 500) -> list[str]:
+    """Make the missing `completed` delivery of jobs that finished recently; the ids of the jobs it was made for.
+
+    The listener runs after the commit in the process that finished the job: if that process died in between,
+    the job's final status would never be delivered. The periodic sweep calls this to close that gap.
+    """
+    from jobs.models import GenerationJob
+
+    now = timezone.now()
+    final_delivery = WebhookDelivery.objects.filter(job_id=OuterRef("pk"), seq=OuterRef("seq"))
+    missing = (GenerationJob.objects
+               .filter(webhook_url__isnull=False, status__in=states.TERMINAL,
+                       completed_at__gte=now - timedelta(seconds=within_s),
+                       completed_at__lte=now - timedelta(seconds=settle_s))
+               .exclude(Exists(final_delivery))
+               .only("pk", "project_id", "job_type", "seq", "status", "progress", "current_stage", "error_message",
+                     "result", "attempts", "webhook_url", "webhook_events_filter")[:limit])
+    made = []
+    for job in missing:
+        if "completed" not in (job.webhook_events_filter or ()):
+            continue
+        event = CommittedEvent(
+            job_id=str(job.pk), project_id=str(job.project_id), job_type=job.job_type, seq=job.seq, kind="status",
+            status=job.status, previous_status=None, progress=job.progress, current_stage=job.current_stage,
+            error_message=job.error_message, result=job.result if job.status == states.COMPLETED else None,
+            attempt=job.attempts,
+        )
+        if delivery_create(event=event, name="completed", url=job.webhook_url) is not None:
+            logger.warning("webhooks: job %s finished without a completed delivery; made it now", job.pk,
+                           extra={"job_id": str(job.pk)})
+            made.append(str(job.pk))
+    return made

@@ -24,9 +24,12 @@ def deliver_job_webhooks_task(job_id: str) -> None:
 
 @shared_task(name="webhooks.tasks.sweep_deliveries_task", acks_late=False, ignore_result=True)
 def sweep_deliveries_task() -> int:
-    """Periodic: wake the sender of every job whose next delivery is due (long retries, lost tasks)."""
+    """Periodic: make final deliveries a crashed process missed, then wake the sender of every job whose
+    next delivery is due (long retries, lost tasks)."""
+    from .producer import deliveries_backfill_final
     from .services import jobs_with_due_deliveries
 
+    deliveries_backfill_final()
     job_ids = jobs_with_due_deliveries()
     for job_id in job_ids:
         deliver_job_webhooks_task.apply_async(args=[job_id])

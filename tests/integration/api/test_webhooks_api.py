@@ -186,3 +186,30 @@ def test_progress_deliveries__at_most_one_per_second_per_job_and_never_behind_a_
                           seq=rows[-1].seq - 1, kind="progress", status="processing", previous_status="processing",
                           progress=35, current_stage="", error_message=None, result=None, attempt=1)
     assert delivery_create(event=late, name="progress", url="http://localhost:9/") is None
+
+
+def test_backfill_final__a_finished_job_whose_completed_delivery_was_lost_gets_one(transactional_db, settings):
+    # given a job with a webhook that failed while no listener ran (a process killed after the commit)
+    from jobs.listeners import register_listener, unregister_listener
+    from webhooks.producer import deliveries_backfill_final, on_event_committed
+
+    settings.WEBHOOKS = {**settings.WEBHOOKS, "ALLOW_PRIVATE": True}
+    job = services.job_create(project=make_project(), job_type="image_generation",
+                              webhook_url="http://localhost:9/", webhook_events_filter=["completed"])
+    unregister_listener(on_event_committed)
+    try:
+        services.job_fail(job_id=job.pk, error_message="boom")
+    finally:
+        register_listener(on_event_committed)
+    assert not WebhookDelivery.objects.exists()
+
+    # when the sweep looks, first too early (the listener may be slow), then after the settle time
+    assert deliveries_backfill_final(settle_s=30) == []
+    made = deliveries_backfill_final(settle_s=0)
+
+    # then the job's final status is delivered once, with the terminal event's seq
+    job.refresh_from_db()
+    assert made == [str(job.pk)] and deliveries_backfill_final(settle_s=0) == []
+    [row] = WebhookDelivery.objects.all()
+    assert row.seq == job.seq and row.event == "completed"
+    assert json.loads(row.body)["data"]["status"] == "failed"
