@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_results",
     "django_celery_beat",
+    "constance",
     "projects",
     "jobs",
     "realtime",
@@ -261,6 +262,19 @@ WEBHOOKS = {
     "SECRET_OVERLAP_S": env_float("WEBHOOKS_SECRET_OVERLAP_S", 24 * 3600.0),
     "RETENTION_DAYS": env_int("WEBHOOKS_RETENTION_DAYS", 30),
     "SWEEP_INTERVAL_S": env_float("WEBHOOKS_SWEEP_INTERVAL_S", 30.0),
+}
+
+# Job size limits (jobs/limits.py): these are the defaults; staff change them live in the admin (constance).
+# 20 min of narration, 2 min per scene, and at most as many pixels as 720p at 24 fps for those 20 minutes.
+CONSTANCE_BACKEND = "constance.backends.database.DatabaseBackend"
+CONSTANCE_DATABASE_CACHE_BACKEND = "default"
+CONSTANCE_CONFIG = {
+    "JOB_MAX_DURATION_S": (env_int("JOBS_MAX_DURATION_S", 1200), "Seconds of narration one job may have", int),
+    "JOB_MAX_SCENE_S": (env_int("JOBS_MAX_SCENE_S", 120), "Seconds of narration one scene may have", int),
+    "JOB_MAX_VIDEO_PIXELS": (env_int("JOBS_MAX_VIDEO_PIXELS", 1280 * 720 * 24 * 1200),
+                             "width x height x fps x seconds one video may encode", int),
+    "JOB_MAX_SCRATCH_BYTES": (env_int("JOBS_MAX_SCRATCH_BYTES", 2 * 1024**3),
+                              "Bytes one job may write under MEDIA_ROOT while it runs", int),
 }
 
 # --- Security ----------------------------------------------------------------------------------------
