@@ -66,3 +66,10 @@ def check_job_size(*, job_type: str, params: dict[str, Any], durations: Iterable
             raise InvalidJobInput("params", (
                 f"width × height × fps × duration is {pixels:.3g} pixels for {total:.0f} s of video; the limit "
                 f"{MAX_VIDEO_PIXELS} is {limits.max_video_pixels:.3g} (lower the size or fps, or shorten the script)"))
+
+
+def pipeline_config() -> Any:
+    """The pipeline's settings for a running job, with the job's scratch space limit in force."""
+    from .pipeline import PipelineConfig
+
+    return PipelineConfig.from_env().with_overrides(max_job_bytes=current_limits().max_scratch_bytes)

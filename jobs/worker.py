@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from . import pipeline, plans, services
+from . import limits, pipeline, plans, services
 from .basetask import BaseTask
 from .conf import JobSettings, job_settings
 from .locations import artifact_url, job_media_dir
@@ -74,7 +74,7 @@ class JobStageTask(BaseTask):
         out_dir.mkdir(parents=True, exist_ok=True)
         plan = plans.get_plan(job.job_type)
         inputs = pipeline.StageInputs(out_dir=out_dir, params=plan.clean_params(job.params),
-                                      config=pipeline.PipelineConfig.from_env(), script=job.project.script,
+                                      config=limits.pipeline_config(), script=job.project.script,
                                       job_dir=job_media_dir)
         plan.stage(stage).run(inputs, ctx)
         ctx.coalescer.flush()

@@ -8,7 +8,7 @@ import sys
 import wave
 from array import array
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from .artifacts import Artifact, atomic_path, make_artifact, partial_path, remove_stale, write_manifest
 from .config import PipelineConfig
@@ -24,6 +24,8 @@ ESPEAK_TIMEOUT_S = 120.0
 SILENCE_THRESHOLD = 300  # about -40 dBFS: below this, espeak's lead-in/out is silence
 LEAD_IN_S = 0.15
 FADE_OUT_S = 0.05
+# Samples generated and written at a time: a scene of any length is produced in this much memory (128 KiB).
+CHUNK_FRAMES = 1 << 16
 
 
 def audio_name(index: int) -> str:
@@ -60,14 +62,26 @@ def read_wav(path: Path) -> tuple[array, int]:
     return _to_little_endian(samples), rate
 
 
-def write_wav(path: Path, samples: array, rate: int) -> None:
-    """Write mono 16-bit samples to `path` atomically."""
+def write_wav(path: Path, chunks: Iterable[array], rate: int) -> int:
+    """Write mono 16-bit sample chunks to `path` atomically, one chunk at a time; the frames written."""
+    frames = 0
     with atomic_path(path) as tmp:
         with wave.open(str(tmp), "wb") as wav:
             wav.setnchannels(1)
             wav.setsampwidth(2)
             wav.setframerate(rate)
-            wav.writeframes(_to_little_endian(samples).tobytes())
+            for chunk in chunks:
+                wav.writeframes(_to_little_endian(chunk).tobytes())
+                frames += len(chunk)
+    return frames
+
+
+def silence(frames: int) -> Iterator[array]:
+    """`frames` zero samples, in chunks of at most CHUNK_FRAMES."""
+    while frames > 0:
+        size = min(frames, CHUNK_FRAMES)
+        yield array("h", bytes(2 * size))
+        frames -= size
 
 
 def _strip_silence(samples: array, rate: int) -> array:
@@ -103,21 +117,35 @@ def espeak(text: str, *, voice: str, rate_wpm: int, scratch: Path) -> tuple[arra
         scratch.unlink(missing_ok=True)
 
 
-def fit_to_length(speech: array, frames: int, rate: int) -> array:
-    """Exactly `frames` samples: speech after a short lead-in then silence, or cut with a fade-out."""
+def fitted(speech: array, frames: int, rate: int) -> Iterator[array]:
+    """Exactly `frames` samples in chunks: speech after a short lead-in then silence, or cut with a fade-out."""
     if len(speech) >= frames:
         out = speech[:frames]
         fade = min(frames, int(FADE_OUT_S * rate))
         for i in range(fade):
             out[frames - fade + i] = int(out[frames - fade + i] * (fade - i) / fade)
-        return out
+        yield out
+        return
     slack = frames - len(speech)
     lead = min(int(LEAD_IN_S * rate), slack // 2)
-    return array("h", bytes(2 * lead)) + speech + array("h", bytes(2 * (slack - lead)))
+    yield from silence(lead)
+    yield speech
+    yield from silence(slack - lead)
 
 
-def narrate(scene: Scene, *, voice: str, rate_wpm: int, scratch: Path) -> tuple[array, int]:
-    """espeak-ng narration of `scene` fitted to its duration; speeds up rather than cutting words off."""
+def fit_to_length(speech: array, frames: int, rate: int) -> array:
+    """`fitted` joined into one array (tests; the stage writes the chunks as they come)."""
+    out = array("h")
+    for chunk in fitted(speech, frames, rate):
+        out += chunk
+    return out
+
+
+def narrate(scene: Scene, *, voice: str, rate_wpm: int, scratch: Path) -> tuple[Iterator[array], int]:
+    """espeak-ng narration of `scene` fitted to its duration; speeds up rather than cutting words off.
+
+    The speech itself is held in memory (at most JOB_MAX_SCENE_S of it, jobs/limits.py); the padding is not.
+    """
     speech, rate = espeak(scene.text, voice=voice, rate_wpm=rate_wpm, scratch=scratch)
     speech = _strip_silence(speech, rate)
     frames = round(scene.duration_s * rate)
@@ -127,22 +155,23 @@ def narrate(scene: Scene, *, voice: str, rate_wpm: int, scratch: Path) -> tuple[
         faster = min(MAX_ESPEAK_RATE, math.ceil(rate_wpm * len(speech) / frames * 1.05))
         speech, rate = espeak(scene.text, voice=voice, rate_wpm=faster, scratch=scratch)
         speech = _strip_silence(speech, rate)
-    return fit_to_length(speech, frames, rate), rate
+    return fitted(speech, round(scene.duration_s * rate), rate), rate
 
 
-def tone(scene: Scene, rate: int = SAMPLE_RATE) -> tuple[array, int]:
-    """A soft chime at the start of the scene, then silence, exactly `scene.duration_s` long."""
+def tone(scene: Scene, rate: int = SAMPLE_RATE) -> Iterator[array]:
+    """A soft chime at the start of the scene, then silence, exactly `scene.duration_s` long, in chunks."""
     frames = round(scene.duration_s * rate)
     frequency = 440.0 * 2 ** (((scene.index - 1) % 8) / 12)  # a different note per scene
     chime = min(frames, int(0.6 * rate))
     attack = int(0.01 * rate)
-    samples = array("h", bytes(2 * frames))
+    samples = array("h", bytes(2 * chime))
     for i in range(chime):
         t = i / rate
         envelope = min(1.0, i / attack) * math.exp(-6.0 * t)
         wave_value = math.sin(2 * math.pi * frequency * t) + 0.3 * math.sin(4 * math.pi * frequency * t)
         samples[i] = int(0.2 * 32767 * envelope * wave_value / 1.3)
-    return samples, rate
+    yield samples
+    yield from silence(frames - chime)
 
 
 def run_audio_stage(
@@ -156,9 +185,9 @@ def run_audio_stage(
 ) -> list[Artifact]:
     """Write `audio/scene_NNN.wav` per scene atomically, then the audio manifest; idempotent.
 
-    `engine` forces "espeak-ng" or "tone"; by default espeak-ng is used when installed.
+    `engine` (or PIPELINE_AUDIO_ENGINE) forces "espeak-ng" or "tone"; by default espeak-ng is used when installed.
     """
-    engine = pick_engine(engine)
+    engine = pick_engine(engine or config.audio_engine)
     voice = str(params.get("voice", "en"))
     rate_wpm = int(params.get("rate_wpm", config.words_per_minute))
     directory = out_dir / AUDIO_DIR
@@ -170,11 +199,11 @@ def run_audio_stage(
         ctx.check_cancelled()
         path = directory / audio_name(scene.index)
         if engine == "espeak-ng":
-            samples, rate = narrate(scene, voice=voice, rate_wpm=rate_wpm, scratch=partial_path(path))
+            chunks, rate = narrate(scene, voice=voice, rate_wpm=rate_wpm, scratch=partial_path(path))
         else:
-            samples, rate = tone(scene)
-        write_wav(path, samples, rate)
-        meta = {"scene": scene.index, "voice": engine, "duration_s": round(len(samples) / rate, 6), "sample_rate": rate}
+            chunks, rate = tone(scene), SAMPLE_RATE
+        frames = write_wav(path, chunks, rate)
+        meta = {"scene": scene.index, "voice": engine, "duration_s": round(frames / rate, 6), "sample_rate": rate}
         if engine == "espeak-ng":
             meta |= {"espeak_voice": voice, "rate_wpm": rate_wpm}
         artifacts.append(make_artifact(path, "audio", "audio/wav", meta))

@@ -21,6 +21,8 @@ class PipelineConfig:
     sd_api_url: str | None = None
     backend_timeout_s: float = 30.0
     font_path: str | None = None
+    audio_engine: str | None = None  # "espeak-ng" or "tone"; default: espeak-ng when it is installed
+    max_job_bytes: int | None = None  # disk one job may fill under its folder (jobs/limits.py sets it)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> PipelineConfig:
@@ -39,4 +41,5 @@ class PipelineConfig:
             backend_timeout_s=env_float("PIPELINE_BACKEND_TIMEOUT", defaults.backend_timeout_s, positive=True,
                                         environ=environ),
             font_path=(env_str("PIPELINE_FONT_PATH", "", environ=environ) or "").strip() or None,
+            audio_engine=(env_str("PIPELINE_AUDIO_ENGINE", "", environ=environ) or "").strip() or None,
         )

@@ -121,8 +121,31 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def encode(cmd: list[str], total_s: float, ctx: StageContext) -> None:
-    """Run ffmpeg, reporting progress and checking cancellation; on JobCancelled ffmpeg is stopped."""
+def dir_bytes(path: Path) -> int:
+    """Bytes of the regular files under `path`."""
+    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
+
+
+def _output_guard(output: Path, budget: int | None) -> Callable[[], None]:
+    """A check that fails the encode once `output` is larger than `budget` bytes (the job's scratch limit)."""
+
+    def check() -> None:
+        if budget is None:
+            return
+        try:
+            size = output.stat().st_size
+        except FileNotFoundError:
+            return
+        if size > budget:
+            raise PermanentError(
+                "the video outgrew the job's scratch space limit (JOB_MAX_SCRATCH_BYTES)",
+                detail=f"{size} bytes written, {budget} left for the video")
+
+    return check
+
+
+def encode(cmd: list[str], total_s: float, ctx: StageContext, check: Callable[[], None] = lambda: None) -> None:
+    """Run ffmpeg, reporting progress and checking cancellation and `check`; on an error ffmpeg is stopped."""
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines: queue.Queue[str | None] = queue.Queue()
     stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
@@ -141,6 +164,7 @@ def encode(cmd: list[str], total_s: float, ctx: StageContext) -> None:
                 line = lines.get(timeout=POLL_S)
             except queue.Empty:
                 ctx.check_cancelled()
+                check()
                 continue
             if line is None:
                 break
@@ -154,9 +178,11 @@ def encode(cmd: list[str], total_s: float, ctx: StageContext) -> None:
                 if position_us is not None and total_s > 0:
                     ctx.report(min(99.0, position_us / 1e6 / total_s * 100.0), STAGE_TEXT)
                 ctx.check_cancelled()
+                check()
         proc.wait()
+        check()
     except BaseException:
-        # JobCancelled, a Celery soft time limit, Ctrl-C: never leave ffmpeg running.
+        # JobCancelled, the scratch limit, a Celery soft time limit, Ctrl-C: never leave ffmpeg running.
         _stop(proc)
         raise
     finally:
@@ -169,6 +195,38 @@ def encode(cmd: list[str], total_s: float, ctx: StageContext) -> None:
         raise PermanentError("video encoding failed", detail="\n".join(stderr_tail) or f"ffmpeg exited with {proc.returncode}")
 
 
+def video_size(params: dict[str, Any]) -> tuple[int, int, int]:
+    """(width, height, fps) of the job's video."""
+    return int(params.get("width", 1280)), int(params.get("height", 720)), int(params.get("fps", 24))
+
+
+def prepare_inputs(scenes: list[Scene], images: list[Artifact], audios: list[Artifact], work: Path) -> list[float]:
+    """Write ffmpeg's two inputs into `work` (one narration WAV, streamed; an image list); the durations."""
+    images = _by_scene(images, scenes, "image")
+    audios = _by_scene(audios, scenes, "narration")
+    durations = [float(a.meta.get("duration_s") or s.duration_s) for a, s in zip(audios, scenes)]
+    concat_wavs([a.path for a in audios], work / "narration.wav")
+    write_image_list([i.path for i in images], durations, work / "images.ffconcat")
+    return durations
+
+
+def encode_to(final: Path, work: Path, ctx: StageContext, *, size: tuple[int, int, int], total_s: float,
+              budget: int | None) -> None:
+    """Encode the prepared inputs into `final`, replaced atomically on success only."""
+    width, height, fps = size
+    # A hidden ".video.<random>.partial" name: never mistaken for the finished file.
+    tmp = partial_path(final)
+    try:
+        cmd = ffmpeg_command(work / "images.ffconcat", work / "narration.wav", tmp,
+                             width=width, height=height, fps=fps, total_s=total_s)
+        encode(cmd, total_s, ctx, _output_guard(tmp, budget))
+        if not tmp.exists() or tmp.stat().st_size == 0:
+            raise PermanentError("video encoding produced no output")
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def run_video_stage(
     scenes: list[Scene],
     images: list[Artifact],
@@ -179,40 +237,30 @@ def run_video_stage(
     params: dict[str, Any],
     config: PipelineConfig,
 ) -> list[Artifact]:
-    """Encode `video.mp4` (each image for its narration's length); replaced atomically on success only."""
+    """Encode `video.mp4` (each image for its narration's length); replaced atomically on success only.
+
+    Memory stays flat whatever the length: the narration is joined in chunks and ffmpeg reads and writes
+    files. Disk is held to `config.max_job_bytes` for everything under `out_dir`.
+    """
     if not scenes:
         raise PermanentError("there are no scenes to put in the video")
-    width, height, fps = int(params.get("width", 1280)), int(params.get("height", 720)), int(params.get("fps", 24))
-    images = _by_scene(images, scenes, "image")
-    audios = _by_scene(audios, scenes, "narration")
-    durations = [float(a.meta.get("duration_s") or s.duration_s) for a, s in zip(audios, scenes)]
-    total_s = sum(durations)
+    size = video_size(params)
     ctx.check_cancelled()
     ctx.report(0.0, STAGE_TEXT)
     final = out_dir / VIDEO_FILE
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".video-work-") as work_dir:
         work = Path(work_dir)
-        concat_wavs([a.path for a in audios], work / "narration.wav")
-        write_image_list([i.path for i in images], durations, work / "images.ffconcat")
-        # A hidden ".video.<random>.partial" name: never mistaken for the finished file.
-        tmp = partial_path(final)
-        try:
-            cmd = ffmpeg_command(
-                work / "images.ffconcat", work / "narration.wav", tmp, width=width, height=height, fps=fps, total_s=total_s
-            )
-            encode(cmd, total_s, ctx)
-            if not tmp.exists() or tmp.stat().st_size == 0:
-                raise PermanentError("video encoding produced no output")
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-    meta = {
-        "width": width,
-        "height": height,
-        "fps": fps,
-        "duration_s": round(total_s, 3),
-        "scenes": len(scenes),
-    }
+        durations = prepare_inputs(scenes, images, audios, work)
+        total_s = sum(durations)
+        budget = None
+        if config.max_job_bytes is not None:
+            # Everything already under out_dir (earlier stages, a previous video, the joined narration) counts.
+            budget = config.max_job_bytes - dir_bytes(out_dir)
+            if budget <= 0:
+                raise PermanentError("the job's files already fill its scratch space limit (JOB_MAX_SCRATCH_BYTES)")
+        encode_to(final, work, ctx, size=size, total_s=total_s, budget=budget)
+    width, height, fps = size
+    meta = {"width": width, "height": height, "fps": fps, "duration_s": round(total_s, 3), "scenes": len(scenes)}
     artifact = make_artifact(final, "video", "video/mp4", meta)
     write_manifest(out_dir, "video", [artifact])
     ctx.report(100.0, STAGE_TEXT)

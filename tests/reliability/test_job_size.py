@@ -92,3 +92,74 @@ def test_job_size__staff_lower_a_limit_in_the_admin(client):
     refused = _create(script)
     assert refused.status_code == 400
     assert "JOB_MAX_DURATION_S is 30 s" in refused.json()["script"][0]
+
+
+# --- bounded memory while the largest job runs ----------------------------------------------------------
+
+# One scene of an hour of narration: 30x the default scene limit, so that a stage holding a scene (or
+# the joined narration) in memory would show as 150+ MB of 16-bit samples; the video is tiny (64x64 at
+# 1 fps) so the run stays short. The worker's pool child may grow by at most this much while it runs it.
+LONG_SCENE_S = 3600
+POOL_CHILD_GROWTH_LIMIT = 40 * 1024 * 1024
+
+
+def _pool_child_rss(worker_pid: int) -> int:
+    """RSS of the worker's pool children (not ffmpeg, whose memory is its own)."""
+    import psutil
+
+    total = 0
+    for child in psutil.Process(worker_pid).children():
+        try:
+            total += child.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _run_watching_rss(job, worker_pid: int, timeout: float) -> tuple[GenerationJob, int]:
+    """Wait for the job to end, sampling the pool child's RSS every 20 ms; the job and the peak RSS."""
+    import time
+
+    from jobs import states
+
+    peak, deadline, checked = 0, time.monotonic() + timeout, 0.0
+    while time.monotonic() < deadline:
+        peak = max(peak, _pool_child_rss(worker_pid))
+        if time.monotonic() - checked > 0.5:
+            checked = time.monotonic()
+            current = GenerationJob.objects.get(pk=job.pk)
+            if current.status in states.TERMINAL:
+                return current, peak
+        time.sleep(0.02)
+    raise AssertionError(f"job {job.pk} did not finish within {timeout} s")
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_job_size__an_hour_long_scene_is_narrated_and_encoded_in_bounded_worker_memory(processes):
+    from constance import config
+
+    from jobs import services
+
+    # Given limits raised to allow one hour-long scene, and a worker using the tone narration
+    config.JOB_MAX_SCENE_S = LONG_SCENE_S
+    config.JOB_MAX_DURATION_S = LONG_SCENE_S
+    processes.start_worker(concurrency=1, PIPELINE_AUDIO_ENGINE="tone")
+    worker_pid = processes.procs["worker"].pid
+    tiny = {"width": 64, "height": 64, "fps": 1, "rate_wpm": 80}
+    owner = make_user()
+    warm = services.job_create(project=make_project(owner=owner, script="A short warm-up scene."),
+                               job_type="full_video", params=tiny)
+    assert _run_watching_rss(warm, worker_pid, 120)[0].status == "completed"  # imports, first-task setup
+    baseline = _pool_child_rss(worker_pid)
+
+    # When a full video of one scene of 4,800 words at 80 words per minute (one hour) runs
+    project = make_project(owner=owner, script=" ".join(["word"] * (LONG_SCENE_S * 80 // 60)))
+    job = services.job_create(project=project, job_type="full_video", params=tiny)
+    done, peak = _run_watching_rss(job, worker_pid, 280)
+
+    # Then it completes with an hour of video, and the pool child grew by less than the bound
+    assert done.status == "completed", done.error_message
+    assert done.result["duration_s"] == pytest.approx(LONG_SCENE_S, abs=1)
+    print(f"pool child RSS: baseline {baseline / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB")
+    assert peak - baseline < POOL_CHILD_GROWTH_LIMIT, (baseline, peak)

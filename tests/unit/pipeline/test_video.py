@@ -141,3 +141,16 @@ def test_run_video_stage__cancel_mid_encode_stops_ffmpeg_and_leaves_no_video(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audio", "images", "manifests", "scenes.json"]
     assert not (tmp_path / "manifests" / "video.json").exists()
     assert not [c for c in psutil.Process().children(recursive=True) if "ffmpeg" in c.name()]
+
+
+def test_run_video_stage__output_over_the_scratch_limit_fails_and_leaves_no_file(tmp_path: Path, config: PipelineConfig) -> None:
+    # Given three scenes whose inputs are on disk, and a job scratch limit 2 KB above what they use
+    scenes, images, audios = _prepare(tmp_path, config)
+    used = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
+    tight = config.with_overrides(max_job_bytes=used + sum(a.path.stat().st_size for a in audios) + 2_000)
+
+    # When the video is encoded, Then it stops at the limit with a message naming it, and leaves no video
+    with pytest.raises(PermanentError, match="JOB_MAX_SCRATCH_BYTES"):
+        run_video_stage(scenes, images, audios, tmp_path, RecordingContext(), params=SMALL, config=tight)
+    assert not (tmp_path / "video.mp4").exists()
+    assert not [p for p in tmp_path.rglob("*.partial")]
