@@ -264,6 +264,19 @@ WEBHOOKS = {
     "SWEEP_INTERVAL_S": env_float("WEBHOOKS_SWEEP_INTERVAL_S", 30.0),
 }
 
+# What one websocket may ask of a web process (realtime/limits.py, patches/daphne_websocket.py). The
+# keep-alive is daphne's --ping-interval / --ping-timeout (20 s / 30 s), sent whatever the peer sends.
+WEBSOCKETS = {
+    "SEND_BUFFER_BYTES": env_int("WS_SEND_BUFFER_BYTES", 1024 * 1024),
+    "SEND_STALL_S": env_float("WS_SEND_STALL_S", 10.0),
+    "MESSAGES_PER_S": env_float("WS_MESSAGES_PER_S", 20.0),
+    "MESSAGES_BURST": env_float("WS_MESSAGES_BURST", 100.0),
+    "STRIKES": env_int("WS_STRIKES", 20),
+    "INBOX_MAX": env_int("WS_INBOX_MAX", 100),
+    "SOCKETS_PER_USER": env_int("WS_SOCKETS_PER_USER", 20),
+    "QUIET_CHECK_S": env_float("WS_QUIET_CHECK_S", 15.0),
+}
+
 # Job size limits (jobs/limits.py): these are the defaults; staff change them live in the admin (constance).
 # 20 min of narration, 2 min per scene, and at most as many pixels as 720p at 24 fps for those 20 minutes.
 CONSTANCE_BACKEND = "constance.backends.database.DatabaseBackend"

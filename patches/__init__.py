@@ -10,5 +10,7 @@ stock behaviour in place and logs a warning saying why. Measured effects: docs/B
   and decodes a group message once per process.
 - channels_consumer: the consumers' dispatch loop without a task and `asyncio.wait` per message.
 - django_asgi_streams: the SSE stream paths skip Django's per-request thread context (no thread per stream).
-- daphne: `python -m patches.daphne`, the web process: daphne with the Twisted patch applied.
+- daphne_websocket: daphne's websockets with a cap on unsent bytes per socket and pings a chatty peer
+  cannot skip.
+- daphne: `python -m patches.daphne`, the web process: daphne with the Twisted and websocket patches applied.
 """

@@ -36,17 +36,22 @@ class _SourceFailed:
 
 
 class _Inbox:
-    """An unbounded single-consumer queue: a deque and one waiter (an asyncio.Queue per socket costs more
-    memory and wake-up bookkeeping on many idle sockets)."""
+    """A single-consumer queue: a deque and one waiter (an asyncio.Queue per socket costs more memory and
+    wake-up bookkeeping on many idle sockets). It counts the client's messages waiting in it, so that a
+    client sending faster than its consumer works (e.g. while a send waits for a slow reader) is bounded."""
 
-    __slots__ = ("items", "waiter")
+    __slots__ = ("items", "waiter", "client_waiting")
 
     def __init__(self) -> None:
         self.items: deque[Any] = deque()
         self.waiter: asyncio.Future[None] | None = None
+        self.client_waiting = 0
 
-    def put_nowait(self, item: Any) -> None:
-        self.items.append(item)
+    def put_nowait(self, item: Any, *, first: bool = False) -> None:
+        if first:
+            self.items.appendleft(item)
+        else:
+            self.items.append(item)
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -61,25 +66,43 @@ class _Inbox:
         return self.items.popleft()
 
 
-async def _dispatch_all(sources: list[Any], dispatch: Any) -> None:
-    """Pass every message from `sources` (receive callables) to `dispatch`, one at a time, until it raises."""
-    inbox = _Inbox()
+# What the dispatcher hands the consumer, once and before anything else, when more than `client_limit`
+# of the client's messages wait: later ones are dropped until the consumer has caught up.
+OVERFLOW = {"type": "websocket.overflow"}
 
-    async def pump(receive: Any) -> None:
+
+async def _dispatch_all(sources: list[Any], dispatch: Any, client_limit: int | None = None) -> None:
+    """Pass every message from `sources` (receive callables; the first is the client's) to `dispatch`, one
+    at a time, until it raises; past `client_limit` waiting client messages, OVERFLOW instead."""
+    inbox = _Inbox()
+    overflowed = False
+
+    async def pump(receive: Any, client: bool) -> None:
+        nonlocal overflowed
         try:
             while True:
-                inbox.put_nowait(await receive())
+                message = await receive()
+                if client and client_limit is not None and message.get("type") == "websocket.receive":
+                    if inbox.client_waiting >= client_limit:
+                        if not overflowed:
+                            overflowed = True
+                            inbox.put_nowait(OVERFLOW, first=True)
+                        continue
+                    inbox.client_waiting += 1
+                inbox.put_nowait(message)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - handed to the dispatcher, which raises it
             inbox.put_nowait(_SourceFailed(exc))
 
-    pumps = [asyncio.ensure_future(pump(receive)) for receive in sources]
+    pumps = [asyncio.ensure_future(pump(receive, n == 0)) for n, receive in enumerate(sources)]
     try:
         while True:
             message = await inbox.get()
             if isinstance(message, _SourceFailed):
                 raise message.error
+            if client_limit is not None and message.get("type") == "websocket.receive":
+                inbox.client_waiting -= 1
             await dispatch(message)
     finally:
         for task in pumps:
@@ -91,7 +114,13 @@ async def _dispatch_all(sources: list[Any], dispatch: Any) -> None:
 
 
 class InboxDispatchMixin:
-    """Put before AsyncConsumer (or a subclass) in the bases; outside the tested channels it does nothing."""
+    """Put before AsyncConsumer (or a subclass) in the bases; outside the tested channels it does nothing.
+
+    `inbox_client_limit` (None: unbounded) caps the client's messages waiting for the consumer; past it
+    the consumer gets one `websocket.overflow` message (handler `websocket_overflow`) first.
+    """
+
+    inbox_client_limit: int | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """AsyncConsumer.__call__ (async consumers only), with `_dispatch_all` for `await_many_dispatch`."""
@@ -106,7 +135,7 @@ class InboxDispatchMixin:
             sources.append(self.channel_receive)
         self.base_send = send
         try:
-            await _dispatch_all(sources, self.dispatch)
+            await _dispatch_all(sources, self.dispatch, self.inbox_client_limit)
         except StopConsumer:
             pass
 

@@ -1,7 +1,8 @@
 """`python -m patches.daphne …`: daphne (same arguments, same ASGI application), tuned for many websockets.
 
-Two changes to stock daphne: Twisted's optimistic TCP writes (patches/twisted_tcp.py) and a higher gen-0
-garbage-collection threshold. README, Procfile, compose.yaml and the Dockerfile run web processes this way;
+Three changes to stock daphne: Twisted's optimistic TCP writes (patches/twisted_tcp.py), websockets with a
+cap on unsent bytes and a keep-alive a chatty peer cannot skip (patches/daphne_websocket.py), and a higher
+gen-0 garbage-collection threshold. README, Procfile, compose.yaml and the Dockerfile run web processes this way;
 bench/ws_fanout.py measures it against stock `daphne` (docs/BENCHMARKS.md).
 """
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import gc
 import sys
 
+from . import daphne_websocket
 from .twisted_tcp import install_optimistic_tcp_writes
 
 # A daphne busy with websocket frames runs Python's default gen-0 collection (every 700 allocations)
@@ -24,6 +26,7 @@ def main() -> None:
     from daphne.cli import CommandLineInterface
 
     install_optimistic_tcp_writes()
+    daphne_websocket.install()
     sys.argv[0] = "daphne"
     CommandLineInterface.entrypoint()
 

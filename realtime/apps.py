@@ -12,3 +12,7 @@ class RealtimeConfig(AppConfig):
         # After jobs' dispatcher (INSTALLED_APPS order): every committed event is pushed to its groups.
         listeners.register_listener(publish.on_event_committed)
         publish.connect_celery_signals()
+
+        from . import reauth
+
+        reauth.connect_signals()  # open sockets re-authorise when a token, user, session or owner changes

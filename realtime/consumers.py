@@ -24,6 +24,8 @@ from ops import metrics
 from patches.channels_consumer import InboxDispatchMixin
 
 from . import events
+from .guards import SocketGuards, latest_seqs
+from .limits import COST_CHEAP, COST_DATABASE
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -77,16 +79,12 @@ def _project_job(project_id: str, job_id: Any) -> str | None:
 
 
 @database_sync_to_async
-def _latest_seqs(job_ids: list[str]) -> dict[str, int]:
-    return {str(pk): seq for pk, seq in GenerationJob.objects.filter(pk__in=job_ids).values_list("pk", "seq")}
-
-
-@database_sync_to_async
-def _replay_batch(job_id: str, after_seq: int, before_seq: int | None) -> list[dict[str, Any]]:
-    """Up to REPLAY_BATCH of the job's events after `after_seq` (and before `before_seq`), as messages."""
-    job = GenerationJob.objects.filter(pk=job_id).first()
+def _replay_batch(job_id: str, after_seq: int, before_seq: int | None, user: Any) -> list[dict[str, Any]] | None:
+    """One page of the job's events after `after_seq` (and before `before_seq`), as messages; None when the
+    job is not (or no longer) the user's: ownership is read again with every page."""
+    job = GenerationJob.objects.filter(pk=job_id, project__owner=user).first()
     if job is None:
-        return []
+        return None
     query = job_selectors.job_events(job_id=job_id, after_seq=after_seq)
     if before_seq is not None:
         query = query.filter(seq__lt=before_seq)
@@ -96,8 +94,9 @@ def _replay_batch(job_id: str, after_seq: int, before_seq: int | None) -> list[d
 
 # --- consumers -----------------------------------------------------------------------------------------
 
-class JobStatusConsumer(InboxDispatchMixin, AsyncJsonWebsocketConsumer):
-    """Shared protocol: auth and ownership, snapshot, ping/refresh/resume, in-order de-duplicated pushes."""
+class JobStatusConsumer(SocketGuards, InboxDispatchMixin, AsyncJsonWebsocketConsumer):
+    """Shared protocol: auth and ownership, snapshot, ping/refresh/resume, in-order de-duplicated pushes;
+    the limits each socket lives under are in realtime/guards.py."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -105,6 +104,7 @@ class JobStatusConsumer(InboxDispatchMixin, AsyncJsonWebsocketConsumer):
         self.last_seq: dict[str, int] = {}  # per job: the highest seq this client was sent
         self.authorized = False  # set once the user is known to own the stream's job or project
         self.user: Any = None
+        self.init_guards()
 
     # hooks for the two streams
     def target_groups(self) -> list[str] | None:
@@ -144,6 +144,8 @@ class JobStatusConsumer(InboxDispatchMixin, AsyncJsonWebsocketConsumer):
         self.user = user
         self.authorized = True
         metrics.ws_connections_inc()
+        if not await self.admit_socket(user):
+            return
         await self.send_snapshots(snapshots)
         unfinished = [m["job_id"] for m in snapshots if m["status"] in ("queued", "processing")]
         if unfinished:
@@ -160,7 +162,7 @@ class JobStatusConsumer(InboxDispatchMixin, AsyncJsonWebsocketConsumer):
     async def job_catchup(self, event: dict[str, Any]) -> None:
         """Replay whatever was committed while the subscription was being set up."""
         job_ids = [j for j in event.get("job_ids") or [] if isinstance(j, str)]
-        for job_id, seq in (await _latest_seqs(job_ids)).items():
+        for job_id, seq in (await latest_seqs(job_ids)).items():
             last = self.last_seq.get(job_id, 0)
             if seq > last:
                 sent = await self.replay(job_id, last)
@@ -171,6 +173,7 @@ class JobStatusConsumer(InboxDispatchMixin, AsyncJsonWebsocketConsumer):
         timer = getattr(self, "_catch_up", None)
         if timer is not None:
             timer.cancel()
+        self.release_socket()
         if self.authorized:
             metrics.ws_connections_dec()
         await super().disconnect(code)
@@ -181,10 +184,13 @@ class JobStatusConsumer(InboxDispatchMixin, AsyncJsonWebsocketConsumer):
         for message in snapshots:
             await self.send_json(message)
             self.last_seq[message["job_id"]] = max(self.last_seq.get(message["job_id"], 0), message["seq"])
+            self.heard(message)
 
     # client messages
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
-        if not self.authorized:  # closing: a 4401/4404 connection gets no answers
+        if not self.authorized or self.closing:  # closing: a 4401/4404/4429 connection gets no answers
+            return
+        if not await self.admit_message(COST_CHEAP):
             return
         if text_data is None:
             await self.send_error("binary frames are not supported; " + HELP)
@@ -197,7 +203,8 @@ class JobStatusConsumer(InboxDispatchMixin, AsyncJsonWebsocketConsumer):
             await self.send(text_data="pong")
             return
         if word == "refresh":
-            await self.send_snapshots()
+            if await self.admit_message(COST_DATABASE):
+                await self.send_snapshots()
             return
         try:
             content = json.loads(text_data)
@@ -213,10 +220,13 @@ class JobStatusConsumer(InboxDispatchMixin, AsyncJsonWebsocketConsumer):
         kind = content.get("type")
         if kind == "ping":
             await self.send_json(events.pong_message())
-        elif kind == "refresh":
-            await self.send_snapshots()
-        elif kind == "resume":
-            await self.handle_resume(content)
+        elif kind in ("refresh", "resume"):
+            if not await self.admit_message(COST_DATABASE):
+                return
+            if kind == "refresh":
+                await self.send_snapshots()
+            else:
+                await self.handle_resume(content)
         elif isinstance(kind, str):
             await self.send_error(f"unknown message type {kind[:40]!r}; " + HELP)
         else:
@@ -236,20 +246,28 @@ class JobStatusConsumer(InboxDispatchMixin, AsyncJsonWebsocketConsumer):
             self.last_seq[job_id] = max(self.last_seq.get(job_id, 0), last)
 
     async def replay(self, job_id: str, after_seq: int, before_seq: int | None = None) -> int | None:
-        """Send the job's recorded events after `after_seq` (before `before_seq`); the last seq sent."""
+        """Send the job's recorded events after `after_seq` (before `before_seq`) a page at a time, each send
+        waiting while the reader lags (patches/daphne_websocket.py); the last seq sent. A job that is no
+        longer the user's closes the socket (4404)."""
         last: int | None = None
-        while True:
-            batch = await _replay_batch(job_id, after_seq, before_seq)
+        while not self.closing:
+            batch = await _replay_batch(job_id, after_seq, before_seq, self.user)
+            if batch is None:
+                await self.close_for(CLOSE_NOT_FOUND, f"job {job_id} is no longer user {self.user.pk}'s")
+                return last
             for message in batch:
                 await self.send_json(message)
                 last = after_seq = message["seq"]
+            if batch:
+                self.heard(batch[-1])
             if len(batch) < REPLAY_BATCH:
                 return last
+        return last
 
     # channel-layer events
     async def job_status(self, event: dict[str, Any]) -> None:
         """A live `job.status` push: drop what the client has, fill a gap from the database, send."""
-        if not self.authorized:
+        if not self.authorized or self.closing:
             return
         message = event.get("payload") or {}
         job_id, seq = message.get("job_id"), message.get("seq")
@@ -267,6 +285,7 @@ class JobStatusConsumer(InboxDispatchMixin, AsyncJsonWebsocketConsumer):
         else:  # from a publisher of the previous release, during a rolling deploy
             await self.send_json(message)
         self.last_seq[job_id] = seq
+        self.heard(message)
 
     async def layer_resync(self, event: dict[str, Any]) -> None:
         """The channel layer was disconnected (patches/channels_redis_pubsub.py): send what was recorded meanwhile."""

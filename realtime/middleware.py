@@ -1,8 +1,8 @@
 """Websocket authentication: `?token=<key>` (DRF token) or the session cookie.
 
 A token client is a script or another front end: it needs no Origin. A cookie is sent by the browser to
-any page that opens a socket to us, so a session-authenticated connection must come from an allowed Origin
-(channels' AllowedHostsOriginValidator); otherwise another site could ride a user's cookie. Connections with
+any page that opens a socket to us, so a session-authenticated connection must come from the site's own or a
+trusted origin (realtime/origin.py: scheme, host and port); otherwise another site could ride a user's cookie. Connections with
 neither reach the consumer as anonymous and are closed with 4401.
 """
 from __future__ import annotations
@@ -12,8 +12,9 @@ from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
-from channels.security.websocket import AllowedHostsOriginValidator
 from django.contrib.auth.models import AnonymousUser
+
+from .origin import FullOriginValidator
 
 TOKEN_PARAM = "token"
 
@@ -64,7 +65,7 @@ class SessionOriginGuard:
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.checked = AllowedHostsOriginValidator(inner)
+        self.checked = FullOriginValidator(inner)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         user = scope.get("user")

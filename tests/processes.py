@@ -163,12 +163,12 @@ class ProcessGroup:
 
     def start_daphne(self, name: str = "daphne", *, port: int | None = None, ready_timeout: float = 60.0,
                      wait: bool = True, app: str = "config.asgi:application", plain: bool = False,
-                     **env: str) -> int:
+                     args: list[str] | None = None, **env: str) -> int:
         """A web process on `port` (a free one by default): `python -m patches.daphne` as in production, or with
         `plain` the stock `daphne` (benchmark baselines); with `wait=False` its readiness is left to `wait_ready()`."""
         port = port or free_port()
         server = [str(BIN / "daphne")] if plain else [sys.executable, "-m", "patches.daphne"]
-        self.start(name, [*server, "-b", "127.0.0.1", "-p", str(port), app], subprocess_env(**env))
+        self.start(name, [*server, "-b", "127.0.0.1", "-p", str(port), *(args or []), app], subprocess_env(**env))
 
         def answers() -> bool:
             try:

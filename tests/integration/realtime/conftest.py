@@ -35,8 +35,10 @@ class Watcher:
         separator = "&" if "?" in path else "?"
         return WebsocketCommunicator(application, f"{path}{separator}token={self.token}", headers=headers)
 
-    def session_socket(self, path: str, *, origin: bytes | None = GOOD_ORIGIN) -> WebsocketCommunicator:
-        headers = [(b"cookie", f"{settings.SESSION_COOKIE_NAME}={self.session_key}".encode())]
+    def session_socket(self, path: str, *, origin: bytes | None = GOOD_ORIGIN,
+                       host: bytes = b"127.0.0.1:8000") -> WebsocketCommunicator:
+        # A browser always sends Host; the site's own origin is read from it (realtime/origin.py).
+        headers = [(b"host", host), (b"cookie", f"{settings.SESSION_COOKIE_NAME}={self.session_key}".encode())]
         if origin:
             headers.append((b"origin", origin))
         return WebsocketCommunicator(application, path, headers=headers)
