@@ -18,6 +18,9 @@
 
   var TERMINAL = { completed: true, failed: true, cancelled: true };
   var FATAL_CLOSE_CODES = { 4401: true, 4404: true }; // not signed in / not yours: retrying cannot help
+  // 4413: the client read too slowly; 4429: it sent too much, or its user has too many sockets open. The
+  // server accepted before closing, so onopen reset the backoff: wait the longest backoff instead.
+  var SLOW_DOWN_CLOSE_CODES = { 4413: true, 4429: true };
   var DEFAULTS = {
     token: null,
     pingIntervalMs: 30000,   // keep-alive through proxies that drop idle connections
@@ -163,6 +166,11 @@
         self._stopped = true;
         self._clearTimers();
         self._setState("closed");
+        return;
+      }
+      if (event && SLOW_DOWN_CLOSE_CODES[event.code]) {
+        self._setState("reconnecting");
+        self._schedule("connect", jitter(self.options.backoffMaxMs), self._connect);
         return;
       }
       self._onFailure(event);
