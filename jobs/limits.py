@@ -70,6 +70,8 @@ def check_job_size(*, job_type: str, params: dict[str, Any], durations: Iterable
 
 def pipeline_config() -> Any:
     """The pipeline's settings for a running job, with the job's scratch space limit in force."""
+    from dataclasses import replace
+
     from .pipeline import PipelineConfig
 
-    return PipelineConfig.from_env().with_overrides(max_job_bytes=current_limits().max_scratch_bytes)
+    return replace(PipelineConfig.from_env(), max_job_bytes=current_limits().max_scratch_bytes)

@@ -1,6 +1,7 @@
 """Stage 4: assembling the MP4 (real ffmpeg encodes, so these are marked slow)."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import threading
 import time
@@ -147,7 +148,7 @@ def test_run_video_stage__output_over_the_scratch_limit_fails_and_leaves_no_file
     # Given three scenes whose inputs are on disk, and a job scratch limit 2 KB above what they use
     scenes, images, audios = _prepare(tmp_path, config)
     used = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
-    tight = config.with_overrides(max_job_bytes=used + sum(a.path.stat().st_size for a in audios) + 2_000)
+    tight = dataclasses.replace(config, max_job_bytes=used + sum(a.path.stat().st_size for a in audios) + 2_000)
 
     # When the video is encoded, Then it stops at the limit with a message naming it, and leaves no video
     with pytest.raises(PermanentError, match="JOB_MAX_SCRATCH_BYTES"):
