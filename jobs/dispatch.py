@@ -108,11 +108,13 @@ def terminate_stages(*, job_id: str, attempt: int) -> list[str]:
 
 
 def on_event_committed(event: CommittedEvent) -> None:
-    """Listener: queued (new, retried, requeued) -> dispatch; cancelled -> revoke / terminate."""
+    """Listener: queued (new, retried, requeued) -> dispatch, except an external job; cancelled -> revoke /
+    terminate (an external job's task too: it is the job's celery_task_id and holds a BaseTask lease)."""
     if event.kind != "status":
         return
     if event.status == states.QUEUED:
-        dispatch_job(job_id=event.job_id, job_type=event.job_type, attempt=event.attempt)
+        if not event.external:  # the caller's own task runs an external job (JobService.create_job)
+            dispatch_job(job_id=event.job_id, job_type=event.job_type, attempt=event.attempt)
     elif event.status == states.CANCELLED:
         from .models import GenerationJob
 

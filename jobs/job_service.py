@@ -37,14 +37,11 @@ class JobService:
                    params: dict | None = None) -> GenerationJob:
         """A queued job of an existing project (ProjectNotFound otherwise; InvalidJobInput for bad input).
 
-        `celery_task_id` names the caller's own task as the job's task (the one a cancel revokes). The job
-        type's plan is still dispatched when the transaction commits, as for every job.
+        With `celery_task_id` the caller's own task does the work: the job is `external`, its type's plan is
+        never dispatched, a cancel revokes that task, a retry is refused (409) and a lost worker fails it.
         """
-        job = services.job_create(project=_project(project_id), job_type=job_type, params=params)
-        if celery_task_id:
-            services.job_mark_dispatched(job_id=job.pk, task_id=celery_task_id)
-            job.refresh_from_db()
-        return job
+        return services.job_create(project=_project(project_id), job_type=job_type, params=params,
+                                   external_task_id=celery_task_id or "")
 
     @staticmethod
     def get_job(job_id: uuid.UUID | str) -> GenerationJob:

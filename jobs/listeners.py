@@ -31,6 +31,7 @@ class CommittedEvent:
     result: Any
     attempt: int
     message: str = ""
+    external: bool = False  # the caller's own task does the work: nothing to dispatch
 
 
 Listener = Callable[[CommittedEvent], None]

@@ -25,6 +25,9 @@ class GenerationJob(models.Model):
     current_stage = models.CharField(max_length=200, blank=True, default="")
     error_message = models.TextField(null=True, blank=True)
     celery_task_id = models.CharField(max_length=255, blank=True, default="")
+    # The work is the caller's own task (JobService.create_job with celery_task_id), not the job type's plan:
+    # nothing dispatches or re-dispatches a plan for it, and a retry is refused (docs/TASKS.md).
+    external = models.BooleanField(default=False)
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(null=True, blank=True)
     # The number of the current attempt (1 for a new job); a retry or a lost worker starts the next one.

@@ -106,7 +106,8 @@ def _redispatch_waiting(report: ReapReport, now: datetime, conf: JobSettings) ->
     from .dispatch import dispatch_job
 
     grace = min(UNDISPATCHED_GRACE_S, conf.QUEUED_REDISPATCH_AFTER_S)
-    waiting = GenerationJob.objects.filter(status=states.QUEUED).filter(
+    # An external job waits for its caller's task (JobService.create_job): there is no plan to send.
+    waiting = GenerationJob.objects.filter(status=states.QUEUED, external=False).filter(
         Q(dispatched_at__isnull=True, queued_at__lt=now - timedelta(seconds=grace))
         | Q(dispatched_at__lt=now - timedelta(seconds=conf.QUEUED_REDISPATCH_AFTER_S))
     ).values_list("pk", "job_type", "attempts")

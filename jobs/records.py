@@ -65,6 +65,7 @@ def committed_event(job: GenerationJob, *, kind: str, previous_status: str | Non
         status=job.status, previous_status=previous_status, progress=job.progress,
         current_stage=job.current_stage, error_message=job.error_message,
         result=job.result if job.status == states.COMPLETED else None, attempt=job.attempts, message=message,
+        external=job.external,
     )
 
 

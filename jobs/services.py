@@ -124,9 +124,10 @@ def _transition(
 
 def job_create(
     *, project: Any, job_type: str, params: dict | None = None, webhook_url: str | None = None,
-    webhook_events_filter: list[str] | None = None,
+    webhook_events_filter: list[str] | None = None, external_task_id: str = "",
 ) -> GenerationJob:
-    """Validate and create a queued job; its work is dispatched once the transaction commits.
+    """Validate and create a queued job; its plan is dispatched once the transaction commits, unless
+    `external_task_id` names the caller's own task that does the work (the job is then `external`).
 
     `webhook_url` must already be checked (webhooks.guard); the webhooks app reads both fields."""
     from .validation import validate_job_input
@@ -138,6 +139,8 @@ def job_create(
         job = GenerationJob.objects.create(
             project=project, job_type=job_type, status=states.QUEUED, params=clean_params, queued_at=now,
             webhook_url=webhook_url or None, webhook_events_filter=list(webhook_events_filter or ["completed"]),
+            external=bool(external_task_id), celery_task_id=external_task_id[:255],
+            dispatched_at=now if external_task_id else None,
         )
         job = lock_job(job.pk)
         record_event(job, kind=JobEvent.STATUS, previous_status=None, message="Job created")
@@ -293,8 +296,16 @@ def job_advance(
     return job_get(job_id=job.pk)
 
 
+EXTERNAL_RETRY_REFUSAL = ("job is {status} and its work is done by the task that created it (celery_task_id), "
+                          "which the platform cannot send again; create a new job from that task instead")
+
+
 def job_retry(*, job_id: uuid.UUID | str) -> GenerationJob:
-    """A failed or cancelled job goes back to queued as a new attempt (InvalidTransition otherwise)."""
+    """A failed or cancelled job goes back to queued as a new attempt (InvalidTransition otherwise, and
+    for an external job: nothing would run the new attempt)."""
+    job = job_get(job_id=job_id)
+    if job.external:  # never changes after create, so reading it outside the lock is safe
+        raise InvalidTransition(job.pk, job.status, states.QUEUED, EXTERNAL_RETRY_REFUSAL.format(status=job.status))
 
     def mutate(job: GenerationJob) -> None:
         job.lost_count = 0  # the new attempt (counted by _transition) starts with a clean slate
@@ -307,7 +318,8 @@ def job_retry(*, job_id: uuid.UUID | str) -> GenerationJob:
 
 def job_record_lost_worker(*, job_id: uuid.UUID | str, attempt: int, reason: str) -> str | None:
     """Count a lost worker for a processing attempt: requeue it as a new attempt, or fail it after
-    JOBS["MAX_ATTEMPTS"] losses. Returns "requeued", "failed", or None when the attempt had moved on.
+    JOBS["MAX_ATTEMPTS"] losses (an external job at once: only its caller could run it again). Returns
+    "requeued", "failed", or None when the attempt had moved on.
 
     Decided under the row lock, so two observers of one loss (the reaper, a redelivered task) count it once.
     """
@@ -317,9 +329,12 @@ def job_record_lost_worker(*, job_id: uuid.UUID | str, attempt: int, reason: str
         if job.attempts != attempt or job.status != states.PROCESSING:
             return None
         lost = job.lost_count + 1
-        outcome, target = ("failed", states.FAILED) if lost >= max_lost else ("requeued", states.QUEUED)
+        gives_up = lost >= max_lost or job.external
+        outcome, target = ("failed", states.FAILED) if gives_up else ("requeued", states.QUEUED)
         message = f"worker lost {lost} times" if outcome == "failed" else (
             f"{reason}; worker lost {lost} of {max_lost} times")
+        if job.external:
+            message = f"{reason}; the task that created this job did not finish it"
 
         def mutate(locked: GenerationJob) -> None:
             locked.lost_count = lost

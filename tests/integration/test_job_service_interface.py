@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from jobs.exceptions import InvalidJobInput, InvalidTransition, JobNotFound, ProjectNotFound
-from jobs.models import JobEvent
+from jobs import services
+from jobs.models import GenerationJob, JobEvent
+from jobs.reaper import reap_jobs
 from jobs.services import JobService
 from tests.factories import make_job, make_project, make_user
 
@@ -112,8 +116,54 @@ def test_job_service__projects_are_validated() -> None:
     assert JobService.get_project_jobs(make_project(owner=make_user()).pk).count() == 0
 
 
-def test_job_service__create_job_records_the_callers_task_id() -> None:
+def test_job_service__create_job_records_the_callers_task_id_and_dispatches_no_plan(captured_events) -> None:
     # Given a caller that runs the job's work in its own task
-    job = JobService.create_job(make_project().pk, "image_generation", celery_task_id="seed-task-1")
-    # Then the job names that task (what a cancel revokes) and counts as dispatched
-    assert job.celery_task_id == "seed-task-1" and job.dispatched_at is not None
+    job = JobService.create_job(make_project().pk, "full_video", celery_task_id="seed-task-1")
+    # Then the job names that task (what a cancel revokes), counts as dispatched and is external: the
+    # commit dispatched no plan (the task id is still the caller's, not a plan's first task)
+    stored = GenerationJob.objects.get(pk=job.pk)
+    assert (stored.celery_task_id, stored.external) == ("seed-task-1", True) and stored.dispatched_at is not None
+    assert [e.external for e in captured_events if e.job_id == str(job.pk)] == [True]
+    plain = JobService.create_job(make_project().pk, "image_generation")
+    assert not GenerationJob.objects.get(pk=plain.pk).external
+
+
+def test_job_service__an_external_job_is_not_redispatched_by_the_reaper(settings) -> None:
+    # Given an external job still waiting for its caller's task, long past the redispatch delay
+    settings.JOBS = {**settings.JOBS, "QUEUED_REDISPATCH_AFTER_S": 1.0}
+    job = JobService.create_job(make_project().pk, "full_video", celery_task_id="seed-task-2")
+    GenerationJob.objects.filter(pk=job.pk).update(dispatched_at=timezone.now() - timedelta(seconds=600))
+
+    # When the reaper runs
+    report = reap_jobs()
+
+    # Then it sent nothing for it: still queued, still the caller's task
+    assert str(job.pk) not in report.redispatched
+    assert GenerationJob.objects.get(pk=job.pk).celery_task_id == "seed-task-2"
+
+
+def test_job_service__an_external_job_whose_worker_was_lost_is_failed_not_requeued(settings) -> None:
+    # Given an external job whose task stopped heartbeating long ago (nothing holds its lease)
+    settings.JOBS = {**settings.JOBS, "STALE_AFTER_S": 60.0, "MAX_ATTEMPTS": 3}
+    job = JobService.create_job(make_project().pk, "image_generation", celery_task_id="seed-task-3")
+    JobService.update_job_progress(job.pk, 10)
+    GenerationJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=300))
+
+    # When the reaper runs
+    report = reap_jobs()
+
+    # Then the job failed at the first loss: a new attempt would have no task to run it
+    failed = GenerationJob.objects.get(pk=job.pk)
+    assert report.failed == [str(job.pk)] and (failed.status, failed.attempts) == ("failed", 1)
+    assert failed.error_message == "no heartbeat for 300 s; the task that created this job did not finish it"
+
+
+def test_job_service__retrying_an_external_job_is_refused_naming_why() -> None:
+    # Given an external job that failed
+    job = JobService.create_job(make_project().pk, "image_generation", celery_task_id="seed-task-4")
+    JobService.mark_job_failed(job.pk, "boom")
+
+    # When it is retried, then the retry is refused (409) and the job is left as it was
+    with pytest.raises(InvalidTransition, match="done by the task that created it"):
+        services.job_retry(job_id=job.pk)
+    assert (JobService.get_job(job.pk).status, JobService.get_job(job.pk).attempts) == ("failed", 1)

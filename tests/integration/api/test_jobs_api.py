@@ -131,6 +131,16 @@ def test_job_retry__unfinished_job_is_409(api, job):
     assert response.json()["detail"]
 
 
+def test_job_retry__external_job_is_409_naming_why(api, project):
+    job = services.job_create(project=project, job_type="image_generation", external_task_id="callers-task")
+    services.job_fail(job_id=job.pk, error_message="boom")
+
+    response = api.post(f"/api/jobs/{job.pk}/retry/")
+
+    assert response.status_code == 409
+    assert "done by the task that created it" in response.json()["detail"]
+
+
 def test_job_events__in_seq_order_after_seq(api, job):
     services.job_start(job_id=job.pk)
     services.job_report_progress(job_id=job.pk, progress=40, stage="Generating images")
