@@ -180,7 +180,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "global_keyprefix": f"{REDIS_KEY_PREFIX}:",
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_RESULT_BACKEND = "django-db"
+# django-celery-results' table; ops/result_backend.py retries a store whose connection PostgreSQL ended (at most
+# CELERY_RESULT_BACKEND_MAX_RETRIES times, backing off from 10 ms, about 5 s in all) instead of the worker's
+# main process stopping on it.
+CELERY_RESULT_BACKEND = "ops.result_backend:DatabaseBackend"
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = env_int("CELERY_RESULT_BACKEND_MAX_RETRIES", 8)
 CELERY_RESULT_EXTENDED = True
 CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 3600)
 CELERY_TASK_SERIALIZER = "json"

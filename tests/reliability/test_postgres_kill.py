@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
+from django_celery_results.models import TaskResult
 
-from jobs import states
+from jobs import queues, states
 from jobs.models import GenerationJob
+from jobs.tasks import cleanup_results_task
 from tests.processes import wait_until
 
 from .conftest import LIMITS, Watchers, assert_settled, owned_jobs
@@ -52,3 +56,31 @@ def test_postgres_kill__terminated_connections_mid_job_jobs_still_complete(proce
     assert {job.status for job in done.values()} == {states.COMPLETED}, {
         j: (job.status, job.error_message) for j, job in done.items()}
     assert worker.poll() is None and processes.procs["daphne"].poll() is None
+
+
+def discard_expired_task() -> str:
+    """Send a task that expired before it was sent; the worker's main process discards it and stores REVOKED."""
+    result = cleanup_results_task.apply_async(queue=queues.MAINTENANCE, expires=timezone.now() - timedelta(hours=1))
+    wait_until(lambda: TaskResult.objects.filter(task_id=result.id, status="REVOKED").exists(), 30,
+               message=f"the worker to discard the expired task {result.id}")
+    return result.id
+
+
+def test_postgres_kill__expired_task_after_terminated_connections_worker_survives(processes):
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_terminate_backend needs PostgreSQL")
+    # Given a worker whose main process has stored a result (an expired periodic task it discarded: a
+    # busy worker does this in production, and it did in this file's first test under load)
+    worker = processes.start_worker(concurrency=1, **LIMITS)
+    discard_expired_task()
+
+    # When every other connection to the database is terminated, and the next expired task arrives
+    assert terminate_other_backends() > 0
+    discarded = discard_expired_task()
+
+    # Then the main process stored it over a new connection and still consumes: a task after it runs
+    assert worker.poll() is None, processes.log("worker")[-3000:]
+    done = cleanup_results_task.apply_async(queue=queues.MAINTENANCE)
+    wait_until(lambda: TaskResult.objects.filter(task_id=done.id, status="SUCCESS").exists(), 30,
+               message="the worker to run a task after the discard")
+    assert discarded and worker.poll() is None
