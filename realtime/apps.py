@@ -7,11 +7,11 @@ class RealtimeConfig(AppConfig):
     def ready(self) -> None:
         from jobs import listeners
 
-        from . import publish
+        from . import celery_hooks, publish
 
         # After jobs' dispatcher (INSTALLED_APPS order): every committed event is pushed to its groups.
         listeners.register_listener(publish.on_event_committed)
-        publish.connect_celery_signals()
+        celery_hooks.connect()
 
         from . import reauth
 

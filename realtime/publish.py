@@ -13,7 +13,8 @@ Where the sender runs:
 - otherwise (Celery workers, management commands): one background thread per process with its own loop
   and a persistent channel layer. `async_to_sync(group_send)` would build a loop and a Redis connection per
   call (~5 ms); this costs a queue put. `flush()` waits (bounded) for the queue to drain; it runs after every
-  Celery task and at exit, so a worker child that exits right after its task does not lose the final event.
+  Celery task (realtime/celery_hooks.py) and at exit, so a worker child that exits right after its task does
+  not lose the final event.
 
 A failed send is logged and counted (ops.metrics); clients recover through the snapshot and `resume`.
 """
@@ -262,17 +263,5 @@ def _reset_after_fork() -> None:
     _loop_senders = weakref.WeakKeyDictionary()
 
 
-def _flush_after_task(**_: Any) -> None:
-    flush()
-
-
 atexit.register(_flush_at_exit)
 os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-def connect_celery_signals() -> None:
-    """Called from RealtimeConfig.ready: a worker sends what a task pushed before the next task or exit."""
-    from celery.signals import task_postrun, worker_process_shutdown
-
-    task_postrun.connect(_flush_after_task, weak=False, dispatch_uid="realtime.publish.flush_after_task")
-    worker_process_shutdown.connect(_flush_after_task, weak=False, dispatch_uid="realtime.publish.flush_at_shutdown")
