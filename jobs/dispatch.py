@@ -92,15 +92,20 @@ def stop_job(*, job_id: str, attempt: int, task_id: str, was_processing: bool) -
                        extra={"job_id": job_id})
 
 
-def terminate_stages(*, job_id: str, attempt: int) -> list[str]:
-    """Terminate the stage tasks of a cancelled attempt that are still running after the grace period."""
+def terminate_task(task_id: str) -> None:
+    """Ask the worker running `task_id` to kill its pool process; the task is recorded revoked, not redelivered."""
     from celery import current_app
 
+    current_app.control.revoke(task_id, terminate=True, signal="SIGTERM")
+
+
+def terminate_stages(*, job_id: str, attempt: int) -> list[str]:
+    """Terminate the stage tasks of a cancelled attempt that are still running after the grace period."""
     terminated = []
     for lease in leases.live_holders(job_id, attempt):
         if lease.state != leases.RUNNING:
             continue
-        current_app.control.revoke(lease.task_id, terminate=True, signal="SIGTERM")
+        terminate_task(lease.task_id)
         terminated.append(lease.task_id)
         logger.warning("job %s: stage %s did not stop within the grace period; terminating task %s",
                        job_id, lease.stage, lease.task_id, extra={"job_id": job_id, "task_id": lease.task_id})

@@ -124,13 +124,13 @@ class Heartbeat(threading.Thread):
         """
         if self.lost_at is None or self.terminate_sent or time.monotonic() - self.lost_at < self.conf.CANCEL_GRACE_S:
             return
-        from celery import current_app
+        from .dispatch import terminate_task
 
         self.terminate_sent = True
         logger.warning("job %s: stage %s did not stop within %.0f s (%s); terminating task %s", self.ctx.job_id,
                        self.ctx.stage, self.conf.CANCEL_GRACE_S, self.ctx.stop_reason, self.task_id,
                        extra={"job_id": self.ctx.job_id, "task_id": self.task_id})
-        current_app.control.revoke(self.task_id, terminate=True, signal="SIGTERM")
+        terminate_task(self.task_id)
 
     def beat(self) -> None:
         ctx = self.ctx
