@@ -17,9 +17,8 @@ MAX_SCENE = "JOB_MAX_SCENE_S"
 MAX_VIDEO_PIXELS = "JOB_MAX_VIDEO_PIXELS"
 MAX_SCRATCH = "JOB_MAX_SCRATCH_BYTES"
 
-# Job types whose output has a duration (narration, video); image_generation renders stills only.
-TIMED_TYPES = ("full_video", "audio_generation", "captions")
-VIDEO_TYPES = ("full_video", "captions")
+# The artifact kinds that last as long as the narration (read from each job type's plan); stills do not.
+TIMED_KINDS = ("audio", "video")
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,10 @@ def current_limits() -> JobLimits:
 def check_job_size(*, job_type: str, params: dict[str, Any], durations: Iterable[float],
                    limits: JobLimits | None = None) -> None:
     """Raise InvalidJobInput naming the limit when the job would narrate or encode more than allowed."""
-    if job_type not in TIMED_TYPES:
+    from .plans import get_plan
+
+    plan = get_plan(job_type)
+    if not plan.makes(*TIMED_KINDS):
         return
     limits = limits or current_limits()
     durations = list(durations)
@@ -60,7 +62,7 @@ def check_job_size(*, job_type: str, params: dict[str, Any], durations: Iterable
     if total > limits.max_duration_s:
         raise InvalidJobInput("script", (
             f"lasts {total:.0f} s when narrated; the limit {MAX_DURATION} is {limits.max_duration_s} s per job"))
-    if job_type in VIDEO_TYPES and {"width", "height", "fps"} <= params.keys():
+    if plan.makes("video") and {"width", "height", "fps"} <= params.keys():
         pixels = params["width"] * params["height"] * params["fps"] * total
         if pixels > limits.max_video_pixels:
             raise InvalidJobInput("params", (

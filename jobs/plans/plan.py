@@ -99,6 +99,10 @@ class JobPlan:
     def queues(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(stage.queue for stage in self.stages))
 
+    def makes(self, *kinds: str) -> bool:
+        """Whether one of its stages records an artifact of one of these kinds ("audio", "video", …)."""
+        return any(stage.kind in kinds for stage in self.stages)
+
     def stage(self, name: str) -> Stage:
         """The stage called `name`; KeyError if this plan has none."""
         for stage in self.stages:

@@ -8,6 +8,8 @@ from django import forms
 
 from jobs import plans, queues
 from jobs.dispatch import plan_canvas
+from jobs.exceptions import InvalidJobInput
+from jobs.limits import JobLimits, check_job_size
 from jobs.pipeline import Artifact, StageContext, StageInputs
 from jobs.plans import JobPlan, Stage, parallel
 from jobs.plans.params import VOICE, IntParam
@@ -123,3 +125,21 @@ def test_registered_plans__every_api_choice_route_and_stage_task_comes_from_them
         for stage in plan.stages:
             assert route_task(stage.task_name, (), {}, {}) == task_routes(plans.REGISTRY.all())[stage.task_name]
             assert tasks.STAGE_TASKS[stage.task].name == stage.task_name
+
+
+def test_job_size_limits__apply_to_the_job_types_whose_plans_record_audio_or_video():
+    # given the registered plans, and limits a 60 s scene is over
+    limits = JobLimits(max_duration_s=10, max_scene_s=10, max_video_pixels=10**12, max_scratch_bytes=10**9)
+
+    # when each job type is size-checked
+    refused = set()
+    for plan in plans.REGISTRY.all():
+        try:
+            check_job_size(job_type=plan.job_type, params={}, durations=[60.0], limits=limits)
+        except InvalidJobInput:
+            refused.add(plan.job_type)
+
+    # then exactly those with a narration or a video stage are limited (stills have no duration)
+    assert refused == {plan.job_type for plan in plans.REGISTRY.all() if plan.makes("audio", "video")}
+    assert refused == {"full_video", "audio_generation", "captions"}
+    assert _podcast().makes("mix") and not _podcast().makes("audio", "video")
