@@ -19,18 +19,17 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from jobs import selectors as job_selectors
 from jobs.exceptions import JobNotFound, ProjectNotFound
 from jobs.ids import parse_uuid
-from jobs.models import GenerationJob, JobEvent
 from ops import metrics
 from patches.channels_consumer import InboxDispatchMixin
 
 from . import events
-from .guards import SocketGuards, latest_seqs
+from .guards import SocketGuards
+from .history import REPLAY_BATCH, latest_seqs, replay_page
 from .limits import COST_CHEAP, COST_DATABASE
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 SEQ_MAX = 2**31 - 1  # JobEvent.seq is a PositiveIntegerField
-REPLAY_BATCH = 500
 PROJECT_SNAPSHOT_LIMIT = 100  # the newest jobs of a project sent on connect (as the REST page size)
 
 # A pub/sub subscription takes effect a moment after group_add returns; an event committed in that
@@ -76,20 +75,6 @@ def _project_job(project_id: str, job_id: Any) -> str | None:
         return None
     found = job_selectors.jobs_for_project(project_id=project_id).filter(pk=job_id).values_list("pk", flat=True).first()
     return str(found) if found else None
-
-
-@database_sync_to_async
-def _replay_batch(job_id: str, after_seq: int, before_seq: int | None, user: Any) -> list[dict[str, Any]] | None:
-    """One page of the job's events after `after_seq` (and before `before_seq`), as messages; None when the
-    job is not (or no longer) the user's: ownership is read again with every page."""
-    job = GenerationJob.objects.filter(pk=job_id, project__owner=user).first()
-    if job is None:
-        return None
-    query = job_selectors.job_events(job_id=job_id, after_seq=after_seq)
-    if before_seq is not None:
-        query = query.filter(seq__lt=before_seq)
-    batch: list[JobEvent] = list(query[:REPLAY_BATCH])
-    return [events.replay_message(event, job) for event in batch]
 
 
 # --- consumers -----------------------------------------------------------------------------------------
@@ -251,7 +236,7 @@ class JobStatusConsumer(SocketGuards, InboxDispatchMixin, AsyncJsonWebsocketCons
         longer the user's closes the socket (4404)."""
         last: int | None = None
         while not self.closing:
-            batch = await _replay_batch(job_id, after_seq, before_seq, self.user)
+            batch = await replay_page(job_id, after_seq, before_seq, owner=self.user)
             if batch is None:
                 await self.close_for(CLOSE_NOT_FOUND, f"job {job_id} is no longer user {self.user.pk}'s")
                 return last

@@ -16,9 +16,9 @@ from typing import Any
 from channels.db import database_sync_to_async
 
 from jobs import states
-from jobs.models import GenerationJob
 
 from . import reauth
+from .history import latest_seqs
 from .limits import CLOSE_TOO_MANY, MessageBudget, registry, websocket_limits
 
 logger = logging.getLogger(__name__)
@@ -26,12 +26,6 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 _sweeper: asyncio.Task[None] | None = None
-
-
-@database_sync_to_async
-def latest_seqs(job_ids: list[str]) -> dict[str, int]:
-    """The current seq of each job (one query)."""
-    return {str(pk): seq for pk, seq in GenerationJob.objects.filter(pk__in=job_ids).values_list("pk", "seq")}
 
 
 @database_sync_to_async

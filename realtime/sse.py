@@ -25,9 +25,9 @@ from jobs import states
 from jobs.models import GenerationJob
 
 from . import events
+from .history import REPLAY_BATCH, latest_seqs, replay_page
 from .sse_access import reauth_s
 
-REPLAY_BATCH = 500
 PROJECT_SNAPSHOT_LIMIT = 100  # as the project websocket: the newest jobs' snapshots on connect
 # A pub/sub subscription takes effect a moment after group_add returns (realtime/consumers.py): one
 # re-read this long after the start catches an event committed in that instant.
@@ -80,26 +80,10 @@ def _project_snapshots(project_id: str) -> list[dict[str, Any]]:
     return [events.snapshot_message(job) for job in jobs]
 
 
-@database_sync_to_async
-def _latest_seqs(job_ids: list[str]) -> dict[str, int]:
-    return {str(pk): seq for pk, seq in GenerationJob.objects.filter(pk__in=job_ids).values_list("pk", "seq")}
-
-
-@database_sync_to_async
-def _replay_batch(job_id: str, after_seq: int, before_seq: int | None) -> list[dict[str, Any]]:
-    job = GenerationJob.objects.filter(pk=job_id).first()
-    if job is None:
-        return []
-    query = job_selectors.job_events(job_id=job_id, after_seq=after_seq)
-    if before_seq is not None:
-        query = query.filter(seq__lt=before_seq)
-    return [events.replay_message(event, job) for event in query[:REPLAY_BATCH]]
-
-
 async def replay(job_id: str, after_seq: int, before_seq: int | None = None) -> AsyncIterator[dict[str, Any]]:
     """The job's recorded events after `after_seq` (and before `before_seq`) as status messages."""
     while True:
-        batch = await _replay_batch(job_id, after_seq, before_seq)
+        batch = await replay_page(job_id, after_seq, before_seq) or []
         for message in batch:
             after_seq = message["seq"]
             yield message
@@ -193,7 +177,7 @@ class _Cursor:
 
 async def _catch_up(cursor: _Cursor, job_ids: list[str]) -> AsyncIterator[bytes]:
     """Frames of whatever was recorded after what the client has (after a resync, overflow or start)."""
-    for job_id, seq in (await _latest_seqs(job_ids)).items():
+    for job_id, seq in (await latest_seqs(job_ids)).items():
         last = cursor.last_seq.get(job_id, 0)
         if seq > last:
             async for message in replay(job_id, last):
