@@ -53,6 +53,8 @@ INSTALLED_APPS = [
     "api",
     "ops",
     "webhooks",
+    "accounts",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -64,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a login refused by the lockout backend into accounts.lockout's 429; last, as axes asks.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -308,6 +312,21 @@ if env_bool("DJANGO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_MAX_BODY_BYTES", 1024 * 1024)
+
+# --- Logins: failures per username and per address lock logins out for a while (django-axes) ---------
+# The lockout backend runs first, so a locked-out guess is refused before any password is hashed (a PBKDF2
+# check costs ~0.3 s of CPU: unthrottled guesses were also an anonymous denial of service).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = env_float("LOGIN_LOCKOUT_S", 900.0) / 3600  # hours, as axes reads a number
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks out
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful login (API scripts log in often)
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+# The address is REMOTE_ADDR only: daphne replaces it from X-Forwarded-For when started with
+# --proxy-headers behind a trusted proxy; reading the header here would let any client pick its address.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+AXES_ENABLED = env_bool("LOGIN_LOCKOUT", True)
 
 # --- REST API (DRF, drf-spectacular; glue in the api app) -------------------------------------------
 REST_FRAMEWORK = {

@@ -126,13 +126,14 @@ def test_errors__oversize_body_is_413(api, settings, path):
     assert "1000 bytes" in response.json()["detail"]
 
 
-def test_errors__oversize_form_body_on_token_is_413(client, settings):
+def test_errors__form_body_on_token_is_415(client, settings):
+    # DRF's FormParser reads a form body whole, past the body limit: the token endpoint takes JSON only.
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
 
     response = client.post("/api/auth/token/", "username=" + "x" * 2000,
                            content_type="application/x-www-form-urlencoded")
 
-    assert response.status_code == 413
+    assert response.status_code == 415
     assert response.json()["detail"]
 
 

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    """Logins and accounts: login throttling (django-axes), the user and API-token admin."""
+
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "accounts"
