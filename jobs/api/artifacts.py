@@ -2,15 +2,21 @@
 
 Files live under MEDIA_ROOT/jobs/<job id>/; a request can never reach outside that folder (no `..`,
 no absolute paths, no symlinks out, no hidden or half-written `.partial` files).
+
+Bodies are asynchronous iterators of CHUNK_BYTES: under ASGI Django consumes a synchronous FileResponse or
+generator whole (`sync_to_async(list)`), so every download and `<video>` range request loaded its file or
+range into memory. Each chunk waits until the client's connection has taken the previous ones (daphne
+backpressure, config/daphne_backpressure.py), so a slow client holds a few chunks, not the file.
 """
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, AsyncIterator
 
-from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.generics import GenericAPIView
@@ -25,6 +31,9 @@ from .views import JOB_ID, JobObjectMixin
 
 CHUNK_BYTES = 64 * 1024
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+# No file has more bytes than 18 digits can count; longer numbers would also pass Python's int-from-string
+# digit limit (4,300) and raise. Such a range is ignored (RFC 9110 lets a server ignore Range).
+_MAX_RANGE_DIGITS = 18
 
 
 def resolve_artifact_path(job: GenerationJob, relative: str) -> Path:
@@ -58,7 +67,7 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
     if not match or size == 0:  # an empty file has no byte to point at: send it whole
         return None
     first, last = match.groups()
-    if first == "" and last == "":
+    if first == "" and last == "" or max(len(first), len(last)) > _MAX_RANGE_DIGITS:
         return None
     if first == "":  # suffix range: the last N bytes
         length = int(last)
@@ -74,16 +83,25 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
     return start, end
 
 
-def _read_range(path: Path, start: int, length: int) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        remaining = length
-        while remaining > 0:
-            chunk = handle.read(min(CHUNK_BYTES, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-            yield chunk
+async def _read_chunks(handle: IO[bytes], start: int, length: int) -> AsyncIterator[bytes]:
+    """`length` bytes from `start`, CHUNK_BYTES at a time, each read off the event loop."""
+    await asyncio.to_thread(handle.seek, start)
+    remaining = length
+    while remaining > 0:
+        chunk = await asyncio.to_thread(handle.read, min(CHUNK_BYTES, remaining))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+        yield chunk
+
+
+def _file_response(path: Path, start: int, length: int, status: int, content_type: str) -> StreamingHttpResponse:
+    handle = open(path, "rb")
+    response = StreamingHttpResponse(_read_chunks(handle, start, length), status=status, content_type=content_type)
+    # Closed by Django once the response is done, even if the client left before the body started.
+    response._resource_closers.append(handle.close)
+    response["Content-Length"] = str(length)
+    return response
 
 
 def serve_file(request: Request, path: Path, content_type: str) -> HttpResponse:
@@ -94,13 +112,10 @@ def serve_file(request: Request, path: Path, content_type: str) -> HttpResponse:
         response: HttpResponse = HttpResponse(status=416)
         response["Content-Range"] = f"bytes */{size}"
     elif requested is None:
-        response = FileResponse(open(path, "rb"), content_type=content_type)
-        response["Content-Length"] = str(size)
+        response = _file_response(path, 0, size, 200, content_type)
     else:
         start, end = requested
-        response = StreamingHttpResponse(_read_range(path, start, end - start + 1), status=206,
-                                         content_type=content_type)
-        response["Content-Length"] = str(end - start + 1)
+        response = _file_response(path, start, end - start + 1, 206, content_type)
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     response["Accept-Ranges"] = "bytes"
     response["Cache-Control"] = "private, max-age=3600"
