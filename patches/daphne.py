@@ -27,7 +27,7 @@ def main() -> None:
 
     install_optimistic_tcp_writes()
     daphne_websocket.install()
-    from config.daphne_backpressure import install_http_backpressure
+    from .daphne_backpressure import install_http_backpressure
 
     install_http_backpressure()
     sys.argv[0] = "daphne"

@@ -6,7 +6,7 @@ no absolute paths, no symlinks out, no hidden or half-written `.partial` files).
 Bodies are asynchronous iterators of CHUNK_BYTES: under ASGI Django consumes a synchronous FileResponse or
 generator whole (`sync_to_async(list)`), so every download and `<video>` range request loaded its file or
 range into memory. Each chunk waits until the client's connection has taken the previous ones (daphne
-backpressure, config/daphne_backpressure.py), so a slow client holds a few chunks, not the file.
+backpressure, patches/daphne_backpressure.py), so a slow client holds a few chunks, not the file.
 """
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ daphne's ASGI `send` writes each `http.response.body` into Twisted's transport a
 application streaming a file to a slow client fills the process's memory at disk speed. Here each HTTP
 request registers a push producer with its Twisted channel while its body streams; Twisted pauses it when
 the transport's buffer passes 64 KiB and resumes it when the buffer drained, and `send` awaits that.
+Upstream: daphne 4.2 has no flow control on HTTP response bodies (the ASGI spec lets `send` block for
+exactly this; uvicorn and hypercorn do).
 """
 from __future__ import annotations
 
@@ -13,6 +15,10 @@ from typing import Any
 from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
+from .versions import supported
+
+PATCH = "daphne_backpressure"
+TESTED = {"daphne": "==4.2.*", "twisted": ">=24.7,<27"}
 _ATTRIBUTE = "_vg_drain"
 
 
@@ -50,6 +56,8 @@ def _release(request: Any) -> None:
 
 def install_http_backpressure() -> None:
     """Patch daphne's Server.handle_reply and WebRequest so streamed HTTP bodies wait for the client."""
+    if not supported(PATCH, TESTED):
+        return
     from daphne.http_protocol import WebRequest
     from daphne.server import Server
 
