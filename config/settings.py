@@ -226,6 +226,7 @@ CELERY_TASK_ROUTES = (
         "webhooks.tasks.deliver_job_webhooks_task": {"queue": job_queues.WEBHOOKS},
         "webhooks.tasks.sweep_deliveries_task": {"queue": job_queues.MAINTENANCE},
         "webhooks.tasks.cleanup_deliveries_task": {"queue": job_queues.MAINTENANCE},
+        "jobs.tasks.sweep_media_task": {"queue": job_queues.MAINTENANCE},
     },
     # Each stage task to its queue, derived from the job plans (jobs/plans) when Celery first routes.
     "jobs.plans.routing.route_task",
@@ -257,6 +258,8 @@ JOBS = {
     "SOFT_TIME_LIMIT_MARGIN_S": env_int("JOBS_SOFT_TIME_LIMIT_MARGIN_S", 60),
     # CONTRACT.md: the wall-clock limit of a whole job, all stages together.
     "JOB_TIME_LIMIT_S": env_float("JOB_TIME_LIMIT_S", 3600.0, positive=True),
+    # A killed stage's .partial files and work folders untouched this long are removed by maintenance.
+    "MEDIA_SWEEP_GRACE_S": env_float("JOBS_MEDIA_SWEEP_GRACE_S", 900.0),
 }
 
 # --- Webhooks (typed accessors in webhooks/conf.py; docs/OPERATIONS.md) ---------------------------------

@@ -23,6 +23,7 @@ class JobSettings:
     # Wall-clock limit of a whole job attempt, all stages together, from its start (each stage's own
     # TIME_LIMIT_S still applies); the heartbeat and the reaper fail a job running past it.
     JOB_TIME_LIMIT_S: float = 3600.0
+    MEDIA_SWEEP_GRACE_S: float = 900.0
 
     def time_limits(self, job_type: str) -> tuple[int, int]:
         """(soft, hard) limits in seconds of one stage of a job type, never more than the whole job's limit."""

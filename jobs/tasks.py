@@ -51,3 +51,11 @@ def terminate_cancelled_job_task(job_id: str, attempt: int) -> list[str]:
     from .dispatch import terminate_stages
 
     return terminate_stages(job_id=job_id, attempt=attempt)
+
+
+@shared_task(name="jobs.tasks.sweep_media_task", acks_late=False)
+def sweep_media_task() -> dict[str, int]:
+    """Periodic: remove killed stages' leftovers and the folders of deleted jobs (jobs/media_sweep.py)."""
+    from .media_sweep import media_sweep
+
+    return media_sweep().as_dict()

@@ -113,7 +113,7 @@ def test_reaper__periodic_tasks_are_created_idempotently_on_the_maintenance_queu
 
     tasks = {t.task: t for t in PeriodicTask.objects.exclude(task__startswith="celery.")}
     assert set(tasks) == {"jobs.tasks.reap_jobs_task", "jobs.tasks.cleanup_results_task",
-                          "api.tasks.sweep_idempotency_keys_task",
+                          "api.tasks.sweep_idempotency_keys_task", "jobs.tasks.sweep_media_task",
                           "webhooks.tasks.sweep_deliveries_task", "webhooks.tasks.cleanup_deliveries_task"}
     assert all(t.queue == "maintenance" and t.enabled for t in tasks.values())
     assert tasks["jobs.tasks.reap_jobs_task"].interval.every == 30

@@ -24,6 +24,7 @@ PERIODIC_TASKS: dict[str, tuple[str, str | int | Callable[[], float]]] = {
     "webhooks: send due deliveries (retries, lost tasks)": ("webhooks.tasks.sweep_deliveries_task",
                                                             _webhooks_sweep_interval_s),
     "webhooks: delete old deliveries": ("webhooks.tasks.cleanup_deliveries_task", 3600),
+    "jobs: sweep stage leftovers and deleted jobs' folders": ("jobs.tasks.sweep_media_task", 600),
 }
 
 
