@@ -315,6 +315,11 @@ if env_bool("DJANGO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_MAX_BODY_BYTES", 1024 * 1024)
+# The web process refuses a larger request body with 413 before buffering it (patches/daphne_body_limit.py);
+# Django's and DRF's limit above then answers bodies between the two. A route that needs more gets its own
+# entry in HTTP_MAX_BODY_BYTES_BY_PATH (path prefix -> bytes); none does today.
+HTTP_MAX_BODY_BYTES = env_int("HTTP_MAX_BODY_BYTES", 4 * 1024 * 1024)
+HTTP_MAX_BODY_BYTES_BY_PATH: dict[str, int] = {}
 
 # --- Logins: failures per username and per address lock logins out for a while (django-axes) ---------
 # The lockout backend runs first, so a locked-out guess is refused before any password is hashed (a PBKDF2

@@ -28,8 +28,10 @@ def main() -> None:
     install_optimistic_tcp_writes()
     daphne_websocket.install()
     from .daphne_backpressure import install_http_backpressure
+    from .daphne_body_limit import install_body_limit
 
     install_http_backpressure()
+    install_body_limit()
     sys.argv[0] = "daphne"
     CommandLineInterface.entrypoint()
 
