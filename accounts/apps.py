@@ -6,3 +6,8 @@ class AccountsConfig(AppConfig):
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "accounts"
+
+    def ready(self) -> None:
+        from .signals import connect_token_revocation
+
+        connect_token_revocation()

@@ -340,7 +340,7 @@ AXES_ENABLED = env_bool("LOGIN_LOCKOUT", True)
 REST_FRAMEWORK = {
     # Token first: DRF answers an anonymous request with the first class's WWW-Authenticate, so 401, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "api.authentication.CachedTokenAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -355,9 +355,6 @@ REST_FRAMEWORK = {
 }
 # Per-user job creations, DRF rate syntax ("60/min", "1000/day"); empty turns the limit off.
 API_JOB_CREATE_RATE = env_str("JOBS_CREATE_RATE", "60/min")
-# Seconds a web process remembers which user an API token belongs to (api.authentication.CachedTokenAuthentication):
-# a deleted token or deactivated user is refused by other processes within this time. 0: no cache.
-API_TOKEN_CACHE_S = env_float("API_TOKEN_CACHE_S", 5.0)
 # --- API clients' conveniences (issue 17): Idempotency-Key and Server-Sent Events ---
 # How long an Idempotency-Key is remembered per user (CONTRACT.md: 24 h).
 IDEMPOTENCY_KEY_TTL_S = env_int("IDEMPOTENCY_KEY_TTL_S", 86400)

@@ -10,12 +10,9 @@ from jobs import listeners
 def _empty_app_cache():
     """Each test starts with none of this run's Django cache keys (throttle counters are keyed by user id,
     and SQLite hands the same ids to every test's users). Only this run's key prefix is touched, never a
-    FLUSHDB on a Redis other runs share; and the API's in-process token cache is emptied too."""
+    FLUSHDB on a Redis other runs share."""
     from django.core.cache import cache
 
-    from api.authentication import forget_all_tokens
-
-    forget_all_tokens()
     try:
         client = cache._cache.get_client(write=True)
         keys = list(client.scan_iter(match=f"{cache.key_prefix}:*", count=1000))
