@@ -17,12 +17,16 @@ def single_query_value(request: Any, name: str) -> str | None:
     return values[0]
 
 
+_MAX_DIGITS = 9  # more pages than any list will have; page_size is capped at 100 anyway
+
+
 def _positive_int(request: Any, name: str) -> int | None:
     raw = single_query_value(request, name)
     if raw is None:
         return None
-    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
-        raise exceptions.ValidationError({name: ["Must be a positive integer."]})
+    # The length check comes first: int() of more than 4,300 digits raises (Python's int-from-string limit).
+    if not raw.isascii() or not raw.isdigit() or len(raw) > _MAX_DIGITS or int(raw) < 1:
+        raise exceptions.ValidationError({name: [f"Must be a positive integer of at most {_MAX_DIGITS} digits."]})
     return int(raw)
 
 

@@ -94,6 +94,17 @@ def test_job_list__paginates_with_page_size_and_a_maximum(api, project):
     assert JobsPagination.max_page_size == 100
 
 
+@pytest.mark.parametrize("path", ["/api/jobs/", "/api/projects/"])
+@pytest.mark.parametrize("parameter", ["page", "page_size"])
+def test_list__numbers_past_python_int_limit_are_400_naming_the_parameter(api, path, parameter):
+    # 5,000 digits: int() refuses more than 4,300 and the list answered 500
+    response = api.get(f"{path}?{parameter}={'9' * 5000}")
+
+    assert response.status_code == 400
+    assert "positive integer" in response.json()[parameter][0]
+    assert api.get(f"{path}?{parameter}={'9' * 10}").status_code == 400
+
+
 def test_job_cancel__200_with_the_cancel_response(api, job):
     response = api.post(f"/api/jobs/{job.pk}/cancel/")
 
