@@ -1,11 +1,11 @@
 """URL routes: admin, auth pages, API, health."""
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerView
 
 from api.errors import api_not_found
 from api.routing import slash_optional
-from api.views import ObtainTokenView
+from api.views import CachedSchemaView, ObtainTokenView
 from jobs import views as job_views
 from ops.health import HealthView
 from ops.metrics_view import metrics_view
@@ -18,7 +18,7 @@ urlpatterns = [
     path("", include("jobs.api.urls")),
     path("", include("realtime.urls")),
     path("", include("webhooks.api.urls")),
-    *slash_optional("api/schema/", SpectacularAPIView.as_view(), "schema"),
+    *slash_optional("api/schema/", CachedSchemaView.as_view(), "schema"),
     *slash_optional("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), "api-docs"),
     *slash_optional("healthz", HealthView.as_view(), "healthz"),
     re_path(r"^api(?:/.*)?$", api_not_found),

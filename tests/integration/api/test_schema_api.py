@@ -46,6 +46,27 @@ def test_schema__served_as_openapi_3(client):
 
 
 @pytest.mark.django_db
+def test_schema__generated_once_per_process(client, monkeypatch):
+    # given the schema view (its per-process cache emptied) and a count of schema generations
+    from drf_spectacular.generators import SchemaGenerator
+
+    from api.views import CachedSchemaView
+
+    monkeypatch.setattr(CachedSchemaView, "_schemas", {})
+    generated = []
+    get_schema = SchemaGenerator.get_schema
+    monkeypatch.setattr(SchemaGenerator, "get_schema", lambda self, *a, **k: generated.append(1) or get_schema(self, *a, **k))
+    # when it is asked for five times, in JSON and YAML
+    answers = [client.get("/api/schema/", HTTP_ACCEPT=accept)
+               for accept in ["application/vnd.oai.openapi+json", "application/vnd.oai.openapi"] * 2
+               + ["application/vnd.oai.openapi+json"]]
+    # then it was generated once and every answer is the same schema
+    assert [a.status_code for a in answers] == [200] * 5 and len(generated) == 1
+    assert answers[0].json() == answers[2].json() == answers[4].json()
+    assert answers[1].content == answers[3].content and answers[1].content.startswith(b"openapi:")
+
+
+@pytest.mark.django_db
 def test_docs__swagger_ui_uses_self_hosted_assets(client):
     response = client.get("/api/docs/")
 
