@@ -18,6 +18,7 @@ class Command(BaseCommand):
     def handle(self, *args: object, url: str, **options: object) -> None:
         User = get_user_model()
         credentials = settings.VAR_DIR / "demo-login.txt"
+        password = None
         if not User.objects.exists():
             password = secrets.token_urlsafe(12)
             User.objects.create_superuser("demo", "demo@example.com", password)
@@ -25,6 +26,9 @@ class Command(BaseCommand):
             credentials.chmod(0o600)
         call_command("setup_periodic_tasks", verbosity=0)
         self.stdout.write(f"Open {url}")
-        if credentials.exists():
-            user, password = credentials.read_text().split()
-            self.stdout.write(f"Demo login (staff): {user} / {password}")
+        # The password is printed once, when it is made: every later start's output (terminals, CI and
+        # process-manager logs) would otherwise repeat a staff password.
+        if password is not None:
+            self.stdout.write(f"Demo login (staff): demo / {password}  (also in {credentials})")
+        elif credentials.exists():
+            self.stdout.write(f"Demo login (staff): demo, password in {credentials}")
