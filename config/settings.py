@@ -321,6 +321,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_MAX_BODY_BYTES", 1024 * 1024)
 HTTP_MAX_BODY_BYTES = env_int("HTTP_MAX_BODY_BYTES", 4 * 1024 * 1024)
 HTTP_MAX_BODY_BYTES_BY_PATH: dict[str, int] = {}
 
+# --- E-mail: only password reset sends any; its pages exist only when EMAIL_HOST is set (accounts/urls.py)
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
+
 # --- Logins: failures per username and per address lock logins out for a while (django-axes) ---------
 # The lockout backend runs first, so a locked-out guess is refused before any password is hashed (a PBKDF2
 # check costs ~0.3 s of CPU: unthrottled guesses were also an anonymous denial of service).

@@ -25,7 +25,7 @@ urlpatterns = [
     # --- end API ---
     re_path(r"^metrics/?$", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/", include("accounts.urls")),
     # --- pages ---
     path("", project_views.project_list, name="project-list"),
     path("projects/<uuid:project_id>/", project_views.project_detail, name="project-detail"),
