@@ -73,7 +73,14 @@ class GenerationJobAdmin(admin.ModelAdmin):
     def duration_display(self, obj: GenerationJob) -> str:
         return format_duration(obj.duration_s, unknown="—")
 
-    @admin.action(description="Cancel selected jobs")
+    def delete_model(self, request: HttpRequest, obj: GenerationJob) -> None:
+        services.job_delete(job_id=obj.pk)  # cancels a running job first; a plain delete would orphan it
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:
+        for job_id in queryset.values_list("pk", flat=True):
+            services.job_delete(job_id=job_id)
+
+    @admin.action(description="Cancel selected jobs", permissions=["change"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:
         changed = skipped = 0
         for job_id in queryset.values_list("pk", flat=True):
@@ -84,7 +91,7 @@ class GenerationJobAdmin(admin.ModelAdmin):
                 skipped += 1
         self._report(request, "cancelled", changed, skipped)
 
-    @admin.action(description="Retry selected jobs")
+    @admin.action(description="Retry selected jobs", permissions=["change"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:
         changed = skipped = 0
         for job_id in queryset.values_list("pk", flat=True):

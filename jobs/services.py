@@ -395,5 +395,24 @@ def jobs_cancel_unfinished(*, project_id: uuid.UUID | str, reason: str = "Projec
     return count
 
 
+def job_delete(*, job_id: uuid.UUID | str) -> None:
+    """Cancel the job if it is unfinished, delete it and its events, then (on commit) remove its files."""
+    import shutil
+
+    from .worker import job_output_dir
+
+    try:
+        job_cancel(job_id=job_id, reason="Job deleted")
+    except InvalidTransition:  # finished already: nothing runs
+        pass
+    except JobNotFound:
+        return
+    with transaction.atomic():
+        GenerationJob.objects.filter(pk=job_id).delete()
+        # A stage still writing stops at its next check; what it writes meanwhile is swept by maintenance.
+        transaction.on_commit(partial(shutil.rmtree, job_output_dir(job_id), ignore_errors=True))
+    logger.info("job %s: deleted", job_id, extra={"job_id": str(job_id)})
+
+
 # The seed's class interface (CONTRACT.md), defined over the functions above.
 from .job_service import JobService  # noqa: E402,F401

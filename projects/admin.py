@@ -1,9 +1,12 @@
-"""Staff admin for projects (every owner's)."""
+"""Staff admin for projects (every owner's); deleting goes through the project service."""
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from .models import Project
+from .services import project_delete
 
 
 @admin.register(Project)
@@ -14,3 +17,10 @@ class ProjectAdmin(admin.ModelAdmin):
     list_select_related = ("owner",)
     readonly_fields = ("id", "created_at", "updated_at")
     raw_id_fields = ("owner",)
+
+    def delete_model(self, request: HttpRequest, obj: Project) -> None:
+        project_delete(project=obj)  # cancels its unfinished jobs and removes their files
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        for project in queryset:
+            project_delete(project=project)

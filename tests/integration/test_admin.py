@@ -88,3 +88,97 @@ def test_admin__event_inline_shows_status_changes_and_each_stage_start_not_every
     body = page[page.index('id="events-group"'):]
     assert body.count('class="form-row') == 5  # created, started, two stage starts, completed
     assert "Generating images (1/2)" in body and "Generating images (2/2)" in body and "Completed" in body
+
+
+def _staff_with(*codenames: str):
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import make_user
+
+    user = make_user()
+    user.is_staff = True
+    user.save()
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    return user
+
+
+def test_admin__cancel_and_retry_need_the_change_permission(client) -> None:
+    # given a staff member who may only view jobs, and a queued job
+    job = make_job()
+    client.force_login(_staff_with("view_generationjob"))
+    url = reverse("admin:jobs_generationjob_changelist")
+    # when they post the cancel action
+    page = client.get(url)
+    client.post(url, {"action": "cancel_selected", "_selected_action": [str(job.pk)]})
+    # then the actions are not offered and the job is still queued
+    assert page.status_code == 200 and "cancel_selected" not in page.content.decode()
+    job.refresh_from_db()
+    assert job.status == "queued"
+    # while one with the change permission can
+    client.force_login(_staff_with("view_generationjob", "change_generationjob"))
+    client.post(url, {"action": "cancel_selected", "_selected_action": [str(job.pk)]})
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+
+
+@pytest.fixture
+def job_files(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+    def make(job) -> object:
+        folder = settings.MEDIA_ROOT / "jobs" / str(job.pk)
+        folder.mkdir(parents=True)
+        (folder / "video.mp4").write_bytes(b"mp4")
+        return folder
+
+    return make
+
+
+def test_admin__deleting_a_running_job_cancels_it_then_removes_its_files(staff_client, job_files, captured_events) -> None:
+    # given a running job with files
+    job = make_processing_job()
+    folder = job_files(job)
+    # when staff delete it in the admin
+    response = staff_client.post(reverse("admin:jobs_generationjob_delete", args=[job.pk]), {"post": "yes"})
+    # then it was cancelled through the service (its worker is told to stop), deleted, and its files are gone
+    from jobs.models import GenerationJob
+
+    assert response.status_code == 302 and not GenerationJob.objects.filter(pk=job.pk).exists()
+    assert ("cancelled", str(job.pk)) in [(e.status, e.job_id) for e in captured_events]
+    assert not folder.exists()
+
+
+def test_admin__deleting_a_project_or_a_user_goes_through_the_services(staff_client, job_files, captured_events) -> None:
+    # given two users' running jobs with files
+    from jobs.models import GenerationJob
+
+    first, second = make_processing_job(), make_processing_job()
+    folders = [job_files(first), job_files(second)]
+    # when staff delete the first job's project, and the second job's owner (both with the bulk action)
+    staff_client.post(reverse("admin:projects_project_changelist"),
+                      {"action": "delete_selected", "_selected_action": [str(first.project_id)], "post": "yes"})
+    staff_client.post(reverse("admin:auth_user_changelist"),
+                      {"action": "delete_selected", "_selected_action": [str(second.project.owner_id)], "post": "yes"})
+    # then both jobs were cancelled first, and nothing of them is left
+    cancelled = {e.job_id for e in captured_events if e.status == "cancelled"}
+    assert {str(first.pk), str(second.pk)} <= cancelled
+    assert not GenerationJob.objects.filter(pk__in=[first.pk, second.pk]).exists()
+    assert not any(folder.exists() for folder in folders)
+
+
+def test_admin__token_keys_are_not_listed(staff_client, user) -> None:
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=user)
+    page = staff_client.get(reverse("admin:accounts_apitoken_changelist"))
+    assert page.status_code == 200 and user.username in page.content.decode()
+    assert token.key not in page.content.decode() and f"{token.key[:4]}…" in page.content.decode()
+    change = staff_client.get(reverse("admin:accounts_apitoken_change", args=[user.pk]))
+    delete = staff_client.get(reverse("admin:accounts_apitoken_delete", args=[user.pk]))
+    assert change.status_code == 200 and token.key not in change.content.decode()
+    assert delete.status_code == 200 and token.key not in delete.content.decode()
+    staff_client.post(reverse("admin:accounts_apitoken_delete", args=[user.pk]), {"post": "yes"})
+    from django.contrib.admin.models import LogEntry
+
+    assert not Token.objects.filter(pk=token.pk).exists()
+    assert LogEntry.objects.exists() and not LogEntry.objects.filter(object_repr__contains=token.key).exists()
