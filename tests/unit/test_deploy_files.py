@@ -125,8 +125,26 @@ def test_compose__web_environment_passes_check_deploy(compose: dict, tmp_path: P
     assert env["DJANGO_ALLOWED_HOSTS"] == "jobs.example.com,localhost"
 
 
+def _without_env(argv: list[str]) -> list[str]:
+    """The command after its leading `NAME=value` assignments."""
+    while argv and re.fullmatch(r"[A-Z_]+=\S*", argv[0]):
+        argv = argv[1:]
+    return argv
+
+
+def test_procfile__every_process_runs_with_debug_off_unless_told_otherwise(procfile: dict[str, str]) -> None:
+    for name, command in procfile.items():
+        assert _argv(command)[0] == "DJANGO_DEBUG=${DJANGO_DEBUG:-0}", name
+
+
+def test_compose__web_port_reachable_from_this_host_only_as_it_trusts_forwarded_headers(compose: dict) -> None:
+    web = compose["services"]["web"]
+    assert "--proxy-headers" in _argv(web["command"]) and web["environment"]["DJANGO_BEHIND_PROXY"] == "1"
+    assert web["ports"] and all(str(port).startswith("127.0.0.1:") for port in web["ports"])
+
+
 def test_procfile__web_beat_and_one_worker_per_queue(procfile: dict[str, str]) -> None:
-    commands = {name: _argv(command) for name, command in procfile.items()}
+    commands = {name: _without_env(_argv(command)) for name, command in procfile.items()}
     assert commands["web"][:3] == ["python", "-m", "patches.daphne"] and commands["web"][-1] == "config.asgi:application"
     workers = _workers(commands)
     assert sorted(_option(argv, "-Q") for argv in workers.values()) == sorted(QUEUES)

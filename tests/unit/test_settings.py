@@ -24,6 +24,14 @@ def test_check_deploy__clean_with_production_values() -> None:
     assert "no issues" in result.stdout
 
 
+def test_settings__hsts_preload_only_when_asked_for() -> None:
+    production = {"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+                  "DJANGO_ALLOWED_HOSTS": "jobs.example.com"}
+    show = "from django.conf import settings; print(settings.SECURE_HSTS_SECONDS, settings.SECURE_HSTS_PRELOAD)"
+    assert _manage("shell", "--no-imports", "-c", show, **production).stdout.split() == ["31536000", "False"]
+    assert _manage("shell", "--no-imports", "-c", show, DJANGO_SECURE_HSTS_PRELOAD="1", **production).stdout.split() == ["31536000", "True"]
+
+
 def test_settings__debug_off_without_secret_key_refuses_to_start() -> None:
     result = _manage("check", DJANGO_DEBUG="0", DJANGO_ALLOWED_HOSTS="jobs.example.com")
     assert result.returncode != 0 and "DJANGO_SECRET_KEY must be set" in result.stderr
