@@ -10,7 +10,9 @@ retry, a strict status update) raise InvalidTransition so the API can answer 409
 from __future__ import annotations
 
 import logging
+import shutil
 import uuid
+from functools import partial
 from typing import Any, Callable
 
 from django.db import transaction
@@ -22,6 +24,7 @@ from . import progress_rules, states
 from .conf import job_settings
 from .exceptions import InvalidJobInput, InvalidTransition, JobNotFound
 from .ids import parse_uuid
+from .locations import job_media_dir
 from .models import GenerationJob, JobEvent
 from .records import lock_job, record_event, trim_stage
 
@@ -397,10 +400,6 @@ def jobs_cancel_unfinished(*, project_id: uuid.UUID | str, reason: str = "Projec
 
 def job_delete(*, job_id: uuid.UUID | str) -> None:
     """Cancel the job if it is unfinished, delete it and its events, then (on commit) remove its files."""
-    import shutil
-
-    from .worker import job_output_dir
-
     try:
         job_cancel(job_id=job_id, reason="Job deleted")
     except InvalidTransition:  # finished already: nothing runs
@@ -410,7 +409,7 @@ def job_delete(*, job_id: uuid.UUID | str) -> None:
     with transaction.atomic():
         GenerationJob.objects.filter(pk=job_id).delete()
         # A stage still writing stops at its next check; what it writes meanwhile is swept by maintenance.
-        transaction.on_commit(partial(shutil.rmtree, job_output_dir(job_id), ignore_errors=True))
+        transaction.on_commit(partial(shutil.rmtree, job_media_dir(job_id), ignore_errors=True))
     logger.info("job %s: deleted", job_id, extra={"job_id": str(job_id)})
 
 
