@@ -236,6 +236,10 @@ CELERY_TASK_ROUTES = (
 # Workers keep Celery's publish retries for the next stage of a chain.
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0)
 CELERY_BROKER_TRANSPORT_OPTIONS.setdefault("socket_connect_timeout", 2)
+# A broker that accepts connections but never answers (stuck, swapping) hung a request that dispatches on
+# commit or revokes; now each of those calls gives up after this many seconds (the job stays queued and
+# the reaper dispatches it later). Longer than kombu's 1 s BRPOP wait, so idle workers are unaffected.
+CELERY_BROKER_TRANSPORT_OPTIONS.setdefault("socket_timeout", env_float("CELERY_BROKER_SOCKET_TIMEOUT", 5.0))
 CELERY_TASK_SEND_SENT_EVENT = False
 
 # --- The job system's own settings (typed accessors in jobs/conf.py) ---------------------------------
