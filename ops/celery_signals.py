@@ -10,8 +10,8 @@ import time
 from typing import Any
 
 from celery.signals import (
-    task_failure, task_postrun, task_prerun, task_retry, task_success, worker_process_init, worker_ready,
-    worker_shutdown,
+    task_failure, task_postrun, task_prerun, task_retry, task_success, worker_process_init,
+    worker_process_shutdown, worker_ready, worker_shutdown,
 )
 
 from .logging import bind_job_context, job_id_of_call, unbind_job_context, unbind_job_context_anywhere
@@ -22,6 +22,7 @@ def connect() -> None:
     hooks = (
         (worker_ready, _write_ready_file), (worker_shutdown, _remove_ready_file),
         (worker_process_init, _keep_db_connections), (task_prerun, _check_db_connections),
+        (worker_process_shutdown, _mark_metrics_dead),
         (task_prerun, _on_prerun), (task_postrun, _on_postrun), (task_success, _on_success),
         (task_failure, _on_failure), (task_retry, _on_retry),
         # After the lifecycle lines, as before: the context spans the task body only.
@@ -48,6 +49,13 @@ def _remove_ready_file(**_: object) -> None:
             os.unlink(ready_file)
         except FileNotFoundError:
             pass
+
+
+def _mark_metrics_dead(pid: int | None = None, **_: object) -> None:
+    """A pool child exiting (max-tasks-per-child, scaling down) leaves no live-gauge file to be summed."""
+    from . import metrics
+
+    metrics.mark_process_dead(pid or os.getpid())
 
 
 # --- Database connections of pool children ------------------------------------------------------------

@@ -282,3 +282,21 @@ def test_metrics__websocket_connections_gauge_follows_open_sockets(processes, tm
         assert '"status"' in socket.recv(timeout=10)  # the snapshot
         assert connections() == 1
     wait_until(lambda: connections() == 0, 10, message="the gauge to drop")
+
+
+def test_metrics__a_pool_child_shutting_down_leaves_no_live_gauge_file(tmp_path) -> None:
+    """Celery sends worker_process_shutdown in each pool child as it exits (max-tasks-per-child, scaling
+    down): its live gauges must stop counting, its counters must not."""
+    from celery.signals import worker_process_shutdown
+
+    # given the metric files a pool child of this host left: a live gauge and a counter
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    child = f"{metrics._HOST}-999999"
+    live, counter = directory / f"gauge_livesum_{child}.db", directory / f"counter_{child}.db"
+    live.write_bytes(b""), counter.write_bytes(b"")
+    # when Celery signals that the child shuts down
+    with override_settings(PROMETHEUS_MULTIPROC_DIR=str(directory)):
+        worker_process_shutdown.send(sender=None, pid=999999, exitcode=0)
+    # then its live gauge file is gone and its counter file stays
+    assert not live.exists() and counter.exists()
