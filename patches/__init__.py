@@ -12,5 +12,7 @@ stock behaviour in place and logs a warning saying why. Measured effects: docs/B
 - django_asgi_streams: the SSE stream paths skip Django's per-request thread context (no thread per stream).
 - daphne_websocket: daphne's websockets with a cap on unsent bytes per socket and pings a chatty peer
   cannot skip.
-- daphne: `python -m patches.daphne`, the web process: daphne with the Twisted and websocket patches applied.
+- daphne_body_limit: a request body over HTTP_MAX_BODY_BYTES is answered 413 before daphne buffers it.
+- daphne_backpressure: a streamed HTTP response body waits while the client's connection is backed up.
+- daphne: `python -m patches.daphne`, the web process: daphne with the Twisted and daphne patches applied.
 """

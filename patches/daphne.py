@@ -1,8 +1,10 @@
 """`python -m patches.daphne …`: daphne (same arguments, same ASGI application), tuned for many websockets.
 
-Three changes to stock daphne: Twisted's optimistic TCP writes (patches/twisted_tcp.py), websockets with a
-cap on unsent bytes and a keep-alive a chatty peer cannot skip (patches/daphne_websocket.py), and a higher
-gen-0 garbage-collection threshold. README, Procfile, compose.yaml and the Dockerfile run web processes this way;
+Four changes to stock daphne: Twisted's optimistic TCP writes (patches/twisted_tcp.py), websockets with a
+cap on unsent bytes and a keep-alive a chatty peer cannot skip (patches/daphne_websocket.py), request bodies
+over the limit refused before they are read (patches/daphne_body_limit.py) and response bodies that wait for
+slow clients (patches/daphne_backpressure.py); and a higher gen-0 garbage-collection threshold. README,
+Procfile, compose.yaml and the Dockerfile run web processes this way;
 bench/ws_fanout.py measures it against stock `daphne` (docs/BENCHMARKS.md).
 """
 from __future__ import annotations
@@ -11,6 +13,8 @@ import gc
 import sys
 
 from . import daphne_websocket
+from .daphne_backpressure import install_http_backpressure
+from .daphne_body_limit import install_body_limit
 from .twisted_tcp import install_optimistic_tcp_writes
 
 # A daphne busy with websocket frames runs Python's default gen-0 collection (every 700 allocations)
@@ -27,9 +31,6 @@ def main() -> None:
 
     install_optimistic_tcp_writes()
     daphne_websocket.install()
-    from .daphne_backpressure import install_http_backpressure
-    from .daphne_body_limit import install_body_limit
-
     install_http_backpressure()
     install_body_limit()
     sys.argv[0] = "daphne"
