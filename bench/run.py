@@ -26,7 +26,7 @@ from . import common
 
 # BENCH_RESULTS writes elsewhere (e.g. a profiled run that must not replace the figures).
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or common.VAR / "results.json").resolve()
-SCENARIOS = ("api", "throughput", "push", "fanout", "ws_idle", "sse")
+SCENARIOS = ("api", "throughput", "push", "fanout", "ws_idle", "sse", "webhooks")
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,9 @@ ROWS = [
     Row("events_per_s_under_flood", None, None, "≤ 10", _le("events_per_s_under_flood", 10)),
     Row("sse_push_p50_ms", "ws_push_p50_ms", "sse_vs_ws_push_ratio", "ratio ≤ 1.5", _le("sse_vs_ws_push_ratio", 1.5)),
     Row("sse_idle_kb_per_stream", None, None, "≤ 64 KB", _le("sse_idle_kb_per_stream", 64)),
+    Row("webhook_delivery_p50_ms", None, None, "—", lambda r: None),
+    Row("webhook_delivery_p99_ms", None, None, "≤ 100 ms", _le("webhook_delivery_p99_ms", 100)),
+    Row("webhook_lost", None, None, "0", _le("webhook_lost", 0)),
 ]
 
 
@@ -84,10 +87,10 @@ def machine() -> dict[str, Any]:
 
 
 def run_scenarios(env: common.BenchEnv, quick: bool, only: list[str]) -> dict[str, Any]:
-    from . import api, fanout, push, sse, throughput, ws_idle
+    from . import api, fanout, push, sse, throughput, webhooks, ws_idle
 
     modules = {"api": api, "throughput": throughput, "push": push, "fanout": fanout, "ws_idle": ws_idle,
-               "sse": sse}
+               "sse": sse, "webhooks": webhooks}
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
     timings: dict[str, float] = {}
