@@ -295,8 +295,9 @@ WEBSOCKETS = {
 
 # Job size limits (jobs/limits.py): these are the defaults; staff change them live in the admin (constance).
 # 20 min of narration, 2 min per scene, and at most as many pixels as 720p at 24 fps for those 20 minutes.
+# Read from the database, not through the Redis cache: a Redis outage must not stop job creation (the job is
+# recorded queued and dispatched later), and a create reads these four small rows once.
 CONSTANCE_BACKEND = "constance.backends.database.DatabaseBackend"
-CONSTANCE_DATABASE_CACHE_BACKEND = "default"
 CONSTANCE_CONFIG = {
     "JOB_MAX_DURATION_S": (env_int("JOBS_MAX_DURATION_S", 1200), "Seconds of narration one job may have", int),
     "JOB_MAX_SCENE_S": (env_int("JOBS_MAX_SCENE_S", 120), "Seconds of narration one scene may have", int),
