@@ -196,7 +196,7 @@ def test_browser__cancel_long_job_from_the_page(live, browser, user):
     page = new_page(browser, base)
     log_in(page, "author")
     page.goto(f"/projects/{project.pk}/")
-    job_id = start_job_from_project_page(page, "full_video", width=1920, height=1080, max_scenes=200)
+    job_id = start_job_from_project_page(page, "full_video", width=1280, height=720, max_scenes=200)
     mark_page(page)
     page.locator('body[data-status="processing"]').wait_for(timeout=60_000)
 

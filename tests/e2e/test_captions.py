@@ -14,6 +14,7 @@ from jobs.pipeline import probe_duration, probe_streams
 from tests.e2e.fake_backend import script
 from tests.factories import make_project, make_user
 from tests.processes import wait_until
+from tests.responses import response_body
 from tests.vtt import parse_vtt
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -33,8 +34,7 @@ def wait_done(job: GenerationJob, timeout: float = 120.0) -> GenerationJob:
 
 def download(client: APIClient, url: str) -> tuple[int, str, bytes]:
     response = client.get(url)
-    body = b"".join(response.streaming_content) if response.streaming else response.content
-    return response.status_code, response.get("Content-Type", ""), body
+    return response.status_code, response.get("Content-Type", ""), response_body(response)
 
 
 def test_captions__vtt_follows_the_narration_and_the_captioned_mp4_plays_for_its_owner_only(processes, tmp_path):

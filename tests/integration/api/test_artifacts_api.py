@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from asgiref.sync import async_to_sync
 
 from jobs import services
 from tests.factories import make_job, make_project
+from tests.responses import response_body
 
 from .conftest import token_client
 
@@ -32,15 +32,6 @@ def completed(user, settings):
     return job
 
 
-def _body(response) -> bytes:
-    if not response.streaming:
-        return response.content
-    assert response.is_async, "a synchronous stream is read whole into memory under ASGI"
-
-    async def collect() -> bytes:
-        return b"".join([chunk async for chunk in response.streaming_content])
-
-    return async_to_sync(collect)()
 
 
 def test_artifact__owner_gets_the_file_with_its_content_type(api, completed):
@@ -50,7 +41,7 @@ def test_artifact__owner_gets_the_file_with_its_content_type(api, completed):
     assert response["Content-Type"] == "video/mp4"
     assert response["Accept-Ranges"] == "bytes"
     assert int(response["Content-Length"]) == len(VIDEO)
-    assert _body(response) == VIDEO
+    assert response_body(response) == VIDEO
 
 
 def test_artifact__url_in_result_is_served(api, completed):
@@ -84,7 +75,7 @@ def test_artifact__range_request_is_206_with_the_bytes(api, completed, header, s
     assert response.status_code == status
     assert response["Content-Range"] == f"bytes {first}-{last}/{len(VIDEO)}"
     assert int(response["Content-Length"]) == last - first + 1
-    assert _body(response) == VIDEO[first:last + 1]
+    assert response_body(response) == VIDEO[first:last + 1]
 
 
 def test_artifact__range_past_the_end_is_416(api, completed):
@@ -103,7 +94,7 @@ def test_artifact__unusable_range_is_ignored(api, completed, header):
     response = api.get(f"/api/jobs/{completed.pk}/artifacts/video.mp4", HTTP_RANGE=header)
 
     assert response.status_code == 200
-    assert _body(response) == VIDEO
+    assert response_body(response) == VIDEO
 
 
 @pytest.mark.parametrize("path", [
@@ -114,7 +105,7 @@ def test_artifact__no_path_leaves_the_jobs_folder(api, completed, path):
     response = api.get(f"/api/jobs/{completed.pk}/artifacts/{path}")
 
     assert response.status_code == 404
-    assert b"secret" not in _body(response)
+    assert b"secret" not in response_body(response)
 
 
 def test_artifact__symlink_out_of_the_folder_is_404(api, completed, settings):
