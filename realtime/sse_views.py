@@ -73,9 +73,10 @@ class TooManyStreams(exceptions.Throttled):
 
 def event_stream_response(request: Request, stream: Any) -> StreamingHttpResponse:
     """The stream as `text/event-stream`, counted against the user's SSE_STREAMS_PER_USER (else 429)."""
-    if not stream_slot_take(user_id=request.user.pk, stream=stream):
+    counted = stream_slot_take(user_id=request.user.pk, stream=stream)
+    if counted is None:
         raise TooManyStreams()
-    response = StreamingHttpResponse(stream, content_type="text/event-stream; charset=utf-8")
+    response = StreamingHttpResponse(counted, content_type="text/event-stream; charset=utf-8")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass events on at once instead of buffering them
     return response
