@@ -29,6 +29,8 @@ from . import common
 
 JOB_QUEUES = ",".join(name for name in queues.ALL if name != queues.WEBHOOKS)
 HOOKS_ENV = {"WEBHOOKS_ALLOW_PRIVATE": "1"}
+# The Procfile's default `--max-tasks-per-child` of the webhooks worker.
+SENDER_MAX_TASKS_PER_CHILD = "1000"
 
 
 class Receiver:
@@ -151,7 +153,9 @@ def outage(project: Any, receiver: Receiver, outage_s: float, rate: float, wait_
 def _workers(group: Any, **worker_env: str) -> None:
     group.start_worker("hooks-jobs", queues=JOB_QUEUES, concurrency=2, wait=False,
                        extra_args=["--include", "bench.tasks"], **HOOKS_ENV, **worker_env)
-    group.start_worker("hooks-sender", queues=queues.WEBHOOKS, concurrency=4, wait=False, **HOOKS_ENV, **worker_env)
+    # As the Procfile runs it: 4 processes, pool children kept for WEBHOOKS_MAX_TASKS_PER_CHILD deliveries.
+    sender_env = {"CELERY_WORKER_MAX_TASKS_PER_CHILD": SENDER_MAX_TASKS_PER_CHILD, **worker_env}
+    group.start_worker("hooks-sender", queues=queues.WEBHOOKS, concurrency=4, wait=False, **HOOKS_ENV, **sender_env)
     group.wait_ready()
 
 
