@@ -9,11 +9,15 @@ import os
 
 from celery import Celery
 
+from patches import kombu_redis_restore
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# A Redis worker requeues what it held when its connection broke once it has reconnected (a Sentinel failover).
+kombu_redis_restore.install(app)
 
 
 def __getattr__(name: str) -> object:

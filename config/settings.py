@@ -8,13 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
-from kombu import Queue
 
-from jobs import queues as job_queues  # pure constants: no Django app is loaded here
-
-from .env import env_bool, env_float, env_int, env_list, env_str, redis_db_of, redis_url_with_db
+from . import artifact_storage, database, redis_roles, redis_settings
+from .celery_settings import celery_settings
+from .env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -91,20 +89,19 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Persistent connections under ASGI pile up (one per thread); a psycopg pool is opt-in instead.
-    if env_bool("DATABASE_POOL", False):
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": env_int("DATABASE_POOL_MIN", 2),
-            "max_size": env_int("DATABASE_POOL_MAX", 20),
-            "timeout": 10,
-        }
-    # ChannelsLiveServerTestCase and pytest-django need the test database named explicitly.
-    DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME", f"test_{DATABASES['default']['NAME']}")}
-else:
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
-    DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME", str(VAR_DIR / "test_db.sqlite3"))}
+# A transaction-mode PgBouncer in front (docs/OPERATIONS.md): consecutive transactions of one connection may
+# run on different server connections, so nothing may live in the session between them. Django's
+# server-side cursors (QuerySet.iterator(), DECLARE ... WITH HOLD) do; they are turned off. Prepared
+# statements are already off (Django's psycopg 3 default, prepare_threshold None), SET TIME ZONE is one of
+# the parameters PgBouncer tracks per client, and the app itself keeps no session state (no advisory locks,
+# LISTEN, temporary tables or SET).
+DATABASE_PGBOUNCER = env_bool("DATABASE_PGBOUNCER", False)
+# A read replica for what tolerates replication lag (config/db_routers.py): the API's lists, the admin's
+# change lists and /metrics; the snapshot, resume and gap-fill reads stay on the primary.
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL")
+DATABASES = database.databases(DATABASE_URL, replica_url=DATABASE_REPLICA_URL, pgbouncer=DATABASE_PGBOUNCER,
+                               var_dir=VAR_DIR)
+DATABASE_ROUTERS = ["config.db_routers.ReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -135,112 +132,42 @@ WHITENOISE_USE_FINDERS = DEBUG
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"
 
+# Artifacts (CONTRACT.md "Settings for more than one machine"): files under MEDIA_ROOT, or an S3-compatible
+# bucket so that no two processes share a disk (then MEDIA_ROOT is only each worker's scratch space).
+ARTIFACT_STORAGE = artifact_storage.backend_name()
+ARTIFACT_URL_TTL_S = env_int("ARTIFACT_URL_TTL_S", 300, minimum=1)
+ARTIFACT_RETENTION_DAYS = env_int("ARTIFACT_RETENTION_DAYS", 30, minimum=0)
+ARTIFACT_RETENTION_BATCH = env_int("ARTIFACT_RETENTION_BATCH", 200, minimum=1)
+STORAGES["artifacts"] = artifact_storage.storage_config()
+if ARTIFACT_STORAGE == "s3":
+    # The names django-storages and operators know, also for code reading them from settings.
+    globals().update(artifact_storage.aws_settings())
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
-# --- Redis: broker, channel layer and our own keys each on their own database number ----------------
+# --- Redis: the broker, the channel layer and the locks/cache (config/redis_roles.py) ----------------------
+# One REDIS_URL with a database number per role by default; CELERY_BROKER_URL, CHANNEL_LAYER_REDIS_URL and
+# LOCKS_REDIS_URL move a role to its own server; REDIS_SENTINELS + REDIS_SENTINEL_MASTER put the roles on
+# the master the sentinels name, followed across a failover (docs/OPERATIONS.md, "Redis high availability").
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
-_REDIS_BASE_DB = redis_db_of(REDIS_URL)
-REDIS_BROKER_URL = redis_url_with_db(REDIS_URL, _REDIS_BASE_DB)
-REDIS_CHANNELS_URL = redis_url_with_db(REDIS_URL, _REDIS_BASE_DB + 1)
-REDIS_APP_URL = redis_url_with_db(REDIS_URL, _REDIS_BASE_DB + 2)
+REDIS_ROLES = redis_roles.roles_from_env()
+# The direct URLs (tests, bench and devtools read them); for a sentinel role only a name for logs.
+REDIS_BROKER_URL = REDIS_ROLES.broker.url if REDIS_ROLES.broker else ""
+REDIS_CHANNELS_URL = REDIS_ROLES.channels.url
+REDIS_APP_URL = REDIS_ROLES.locks.url
 # Two deployments (or two test runs) sharing one Redis stay apart by key prefix.
 REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "vg")
 
-# --- realtime: the channel layer (figures: bench/ws_fanout.py, docs/jobsocket.md) ---------------------
-# RedisPubSubChannelLayer is the default: each daphne process subscribes once per group and fans out in
-# memory, where RedisChannelLayer writes one Redis entry per watcher per message (bench/ws_fanout.py
-# compares them; figures in docs/jobsocket.md). Both are at-most-once; clients recover via the
-# snapshot and `resume`, and consumers refill seq gaps from JobEvent.
-# A slow client cannot make others lose messages with either: pub/sub queues per consumer in the daphne
-# process (the slow socket's own buffer grows), and the core layer's capacity is per consumer channel.
-CHANNEL_LAYERS = {
-    "default": {
-        # The pub/sub layer that tells consumers to resync after a lost Redis connection (patches/).
-        "BACKEND": env_str("CHANNEL_LAYER_BACKEND", "patches.channels_redis_pubsub.ResyncingPubSubChannelLayer"),
-        "CONFIG": {
-            "hosts": [REDIS_CHANNELS_URL],
-            "prefix": f"{REDIS_KEY_PREFIX}:asgi",
-            # The rest applies to channels_redis.core.RedisChannelLayer only (pub/sub ignores it).
-            # Messages buffered per consumer channel: a job pushes at most JOBS_PROGRESS_EVENTS_PER_S
-            # (10) a second, and a project stream a few jobs' worth; 1,000 is well over a minute of a
-            # stalled client. Past it that one client misses pushes and its consumer refills the gap
-            # from JobEvent on the next message.
-            "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000),
-            # A message nobody read within 60 s is stale (the client reconnects and resumes by seq).
-            "expiry": env_int("CHANNEL_LAYER_EXPIRY", 60),
-            # Group membership of a consumer whose process died without leaving: one day.
-            "group_expiry": env_int("CHANNEL_LAYER_GROUP_EXPIRY", 86400),
-        },
-    }
-}
+# --- What lives on Redis besides the broker (config/redis_settings.py) -------------------------------
+# The channel layer (figures: bench/ws_fanout.py, docs/jobsocket.md) and the cache (throttle counters).
+CHANNEL_LAYERS = redis_settings.channel_layers(REDIS_ROLES.channels, key_prefix=REDIS_KEY_PREFIX)
+CACHES = redis_settings.caches(REDIS_ROLES.locks, key_prefix=REDIS_KEY_PREFIX)
 
-# --- Celery (read by config/celery.py with the CELERY_ namespace) ------------------------------------
-CELERY_BROKER_URL = REDIS_BROKER_URL
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    # Longer than the hard time limit so a running task is never handed to a second worker.
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600 + 600),
-    "global_keyprefix": f"{REDIS_KEY_PREFIX}:",
-}
-CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# django-celery-results' table; ops/result_backend.py retries a store whose connection PostgreSQL ended (at most
-# CELERY_RESULT_BACKEND_MAX_RETRIES times, backing off from 10 ms, about 5 s in all) instead of the worker's
-# main process stopping on it.
-CELERY_RESULT_BACKEND = "ops.result_backend:DatabaseBackend"
-CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
-CELERY_RESULT_BACKEND_MAX_RETRIES = env_int("CELERY_RESULT_BACKEND_MAX_RETRIES", 8)
-CELERY_RESULT_EXTENDED = True
-CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 3600)
-CELERY_TASK_SERIALIZER = "json"
-CELERY_RESULT_SERIALIZER = "json"
-CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_TRACK_STARTED = True
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 10)
-# Pool children keep their PostgreSQL connection across tasks: celery's Django fix-up otherwise closes it
-# before and after every task, so every job task connected anew. ops/celery_signals.py health-checks the kept
-# connection at each task start and replaces it after an error or WORKER_DB_CONN_MAX_AGE seconds; the
-# fix-up still closes it every CELERY_DB_REUSE_MAX tasks. Web processes keep CONN_MAX_AGE = 0 (see above).
-CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 100)
-WORKER_DB_CONN_MAX_AGE = env_int("WORKER_DB_CONN_MAX_AGE", 60)
-CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600)
-CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3540)
-CELERY_TASK_DEFAULT_QUEUE = "maintenance"
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_TIMEZONE = TIME_ZONE
-# --- Celery task system: queues, routes, publishing ---
-# One queue per kind of work so each can get its own workers; `maintenance` carries our periodic tasks.
-JOB_QUEUES = job_queues.ALL
-CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in JOB_QUEUES]
-CELERY_TASK_ROUTES = (
-    {
-        "jobs.tasks.reap_jobs_task": {"queue": job_queues.MAINTENANCE},
-        "jobs.tasks.cleanup_results_task": {"queue": job_queues.MAINTENANCE},
-        "jobs.tasks.terminate_cancelled_job_task": {"queue": job_queues.MAINTENANCE},
-        "api.tasks.sweep_idempotency_keys_task": {"queue": job_queues.MAINTENANCE},
-        # A slow receiver only ever holds a webhooks worker; the periodic webhook tasks are maintenance.
-        "webhooks.tasks.deliver_job_webhooks_task": {"queue": job_queues.WEBHOOKS},
-        "webhooks.tasks.sweep_deliveries_task": {"queue": job_queues.MAINTENANCE},
-        "webhooks.tasks.cleanup_deliveries_task": {"queue": job_queues.MAINTENANCE},
-        "jobs.tasks.sweep_media_task": {"queue": job_queues.MAINTENANCE},
-    },
-    # Each stage task to its queue, derived from the job plans (jobs/plans) when Celery first routes.
-    "jobs.plans.routing.route_task",
-)
-# Dispatch happens inside an API request (on commit) and publishes with retry=False: with a short connect
-# timeout it fails fast when the broker is down, and the reaper dispatches the still-queued job later.
-# Workers keep Celery's publish retries for the next stage of a chain.
-CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0)
-CELERY_BROKER_TRANSPORT_OPTIONS.setdefault("socket_connect_timeout", 2)
-# A broker that accepts connections but never answers (stuck, swapping) hung a request that dispatches on
-# commit or revokes; now each of those calls gives up after this many seconds (the job stays queued and
-# the reaper dispatches it later). Longer than kombu's 1 s BRPOP wait, so idle workers are unaffected.
-CELERY_BROKER_TRANSPORT_OPTIONS.setdefault("socket_timeout", env_float("CELERY_BROKER_SOCKET_TIMEOUT", 5.0))
-CELERY_TASK_SEND_SENT_EVENT = False
+# --- Celery (read by config/celery.py with the CELERY_ namespace; config/celery_settings.py) ---------------
+# The broker (Redis, through sentinels, or RabbitMQ), results, task execution, queues and routes.
+globals().update(celery_settings(broker_role=REDIS_ROLES.broker, key_prefix=REDIS_KEY_PREFIX, time_zone=TIME_ZONE))
 
 # --- The job system's own settings (typed accessors in jobs/conf.py) ---------------------------------
 JOBS = {
@@ -264,6 +191,13 @@ JOBS = {
     "JOB_TIME_LIMIT_S": env_float("JOB_TIME_LIMIT_S", 3600.0, positive=True),
     # A killed stage's .partial files and work folders untouched this long are removed by maintenance.
     "MEDIA_SWEEP_GRACE_S": env_float("JOBS_MEDIA_SWEEP_GRACE_S", 900.0),
+    # CONTRACT.md: how many of one user's jobs run at once (0 = no limit); staff override it per user.
+    "MAX_RUNNING_PER_USER": env_int("JOBS_MAX_RUNNING_PER_USER", 2),
+    # Waiting jobs one user may have; one more is refused with 429 naming JOBS_MAX_QUEUED_PER_USER.
+    "MAX_QUEUED_PER_USER": env_int("JOBS_MAX_QUEUED_PER_USER", 500),
+    "DEADLINES_INTERVAL_S": env_float("JOBS_DEADLINES_INTERVAL_S", 5.0),
+    # Admitted jobs per pool process that may wait in the broker besides the one it runs (0: none).
+    "ADMISSION_HEADROOM": env_int("JOBS_ADMISSION_HEADROOM", 1),
 }
 
 # --- Webhooks (typed accessors in webhooks/conf.py; docs/OPERATIONS.md) ---------------------------------
@@ -291,6 +225,7 @@ WEBSOCKETS = {
     "INBOX_MAX": env_int("WS_INBOX_MAX", 100),
     "SOCKETS_PER_USER": env_int("WS_SOCKETS_PER_USER", 20),
     "QUIET_CHECK_S": env_float("WS_QUIET_CHECK_S", 15.0),
+    "CLOSE_HANDSHAKE_S": env_float("WS_CLOSE_HANDSHAKE_S", 5.0, positive=True)  # 0 would mean never,
 }
 
 # Job size limits (jobs/limits.py): these are the defaults; staff change them live in the admin (constance).
@@ -382,19 +317,12 @@ SSE_KEEPALIVE_S = env_float("SSE_KEEPALIVE_S", 15.0)
 SSE_STREAMS_PER_USER = env_int("SSE_STREAMS_PER_USER", 20)
 # How often an open SSE stream re-checks that its token / session and user are still valid.
 SSE_REAUTH_S = env_float("SSE_REAUTH_S", 60.0)
-# Throttle counters live in Redis so every server process shares them.
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_APP_URL,
-        "KEY_PREFIX": f"{REDIS_KEY_PREFIX}:cache",
-        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-    }
-}
 HEALTHZ = {
     "PING_TIMEOUT_S": env_float("HEALTHZ_PING_TIMEOUT_S", 0.5),
     "WORKERS_CACHE_S": env_float("HEALTHZ_WORKERS_CACHE_S", 10.0),
     "MIN_WORKERS": env_int("HEALTHZ_MIN_WORKERS", 0),
+    # Each RabbitMQ node of the broker URL gets this long to accept a connection (TCP and AMQP handshake).
+    "BROKER_TIMEOUT_S": env_float("HEALTHZ_BROKER_TIMEOUT_S", 1.0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Video generation API",
