@@ -1,9 +1,11 @@
-"""Maintenance: remove what killed stages and deleted jobs left under MEDIA_ROOT/jobs/.
+"""Maintenance: remove what killed stages and deleted jobs left under MEDIA_ROOT/jobs/ and MEDIA_ROOT/scratch/.
 
 A stage killed mid-write (SIGKILL, hard time limit, lost machine) never runs its clean-up, so its hidden
 `.*.partial` files and `.video-work-*` folders stay; a stage still running when its project was deleted
 writes into a folder whose job no longer exists. Neither is ever served (the artifact view refuses hidden
-names), but both fill the disk.
+names), but both fill the disk. Likewise a killed stage's scratch folder (MEDIA_ROOT/scratch/<job id>-…,
+jobs/scratch.py): this sweep sees the maintenance worker's own disk; on other machines each stage sweeps
+its machine's stale scratch folders as it starts (jobs/scratch.py).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from . import states
 from .conf import job_settings
-from .locations import jobs_media_root
+from .locations import jobs_media_root, scratch_root
 from .models import GenerationJob
 
 logger = logging.getLogger(__name__)
@@ -28,9 +30,11 @@ LEFTOVER_PATTERNS = (".*.partial", ".video-work-*")
 class SweepReport:
     orphan_folders: list[str] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
+    scratch: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
-        return {"orphan_folders": len(self.orphan_folders), "leftovers": len(self.leftovers)}
+        return {"orphan_folders": len(self.orphan_folders), "leftovers": len(self.leftovers),
+                "scratch": len(self.scratch)}
 
 
 def _newest_mtime(path: Path) -> float:
@@ -88,7 +92,40 @@ def media_sweep(*, grace_s: float | None = None) -> SweepReport:
                 if now - _newest_mtime(leftover) >= age:
                     _remove(leftover)
                     report.leftovers.append(str(leftover.relative_to(folder.parent)))
-    if report.orphan_folders or report.leftovers:
-        logger.info("media sweep: removed %d orphan job folders and %d stage leftovers",
-                    len(report.orphan_folders), len(report.leftovers))
+    sweep_scratch(report, grace, now)
+    if report.orphan_folders or report.leftovers or report.scratch:
+        logger.info("media sweep: removed %d orphan job folders, %d stage leftovers and %d scratch folders",
+                    len(report.orphan_folders), len(report.leftovers), len(report.scratch))
     return report
+
+
+def sweep_scratch(report: SweepReport, grace: float, now: float) -> None:
+    """Remove scratch folders no stage can still be using: untouched for `grace`, past the hard time limit
+    too while their job is still processing (their names start with the job's id)."""
+    root = scratch_root()
+    folders = [folder for folder in root.iterdir()] if root.is_dir() else []
+    ids = {folder: folder.name[:36] for folder in folders}
+    statuses = dict(GenerationJob.objects.filter(pk__in=[i for i in set(ids.values()) if _is_uuid(i)])
+                    .values_list("pk", "status"))
+    statuses = {str(pk): status for pk, status in statuses.items()}
+    conf = job_settings()
+    longest = max((conf.time_limits(job_type)[1] for job_type in _job_types()), default=0)
+    for folder, job_id in ids.items():
+        age = grace + (longest if statuses.get(job_id) == states.PROCESSING else 0)
+        if now - _newest_mtime(folder) >= age:
+            _remove(folder)
+            report.scratch.append(folder.name)
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _job_types() -> tuple[str, ...]:
+    from .plans import JOB_TYPES
+
+    return JOB_TYPES
