@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from .artifacts import (
     Artifact,
+    StageFiles,
     atomic_path,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     load_artifacts,
-    make_artifact,
 )
 from .audio import run_audio_stage
 from .config import PipelineConfig
@@ -21,10 +21,13 @@ from .images import render_scene_image, run_image_stage
 from .media import probe_duration, probe_streams
 from .runner import StageInputs, StageRun, collect_artifacts, scenes_summary
 from .script import Scene, load_scenes, parse_script, run_parse_stage, validate_script
+from .store import ArtifactMissing, ArtifactStore, StoreRefused, StoreUnavailable
 from .video import run_video_stage
 
 __all__ = [
     "Artifact",
+    "ArtifactMissing",
+    "ArtifactStore",
     "JobCancelled",
     "PermanentError",
     "PipelineConfig",
@@ -32,8 +35,11 @@ __all__ = [
     "ScaledContext",
     "Scene",
     "StageContext",
+    "StageFiles",
     "StageInputs",
     "StageRun",
+    "StoreRefused",
+    "StoreUnavailable",
     "TransientError",
     "ValidationError",
     "atomic_path",
@@ -43,7 +49,6 @@ __all__ = [
     "collect_artifacts",
     "load_artifacts",
     "load_scenes",
-    "make_artifact",
     "parse_script",
     "probe_duration",
     "probe_streams",

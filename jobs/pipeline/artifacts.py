@@ -1,16 +1,22 @@
-"""Artifact records, atomic file writes and the per-stage manifests that let stages run in separate tasks."""
+"""Artifact records, the stage's view of the artifact store (StageFiles), and atomic local file writes.
+
+Stages exchange object keys, never paths: each stage records what it stored in a manifest under its
+attempt's prefix, and the next stage (possibly on another machine) reads the manifest and fetches the files.
+"""
 from __future__ import annotations
 
 import contextlib
 import json
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import PermanentError
+from .local_store import LocalStore
+from .store import ArtifactMissing, ArtifactStore, check_key
 
 ARTIFACT_KINDS = ("scenes", "image", "audio", "video", "captions")
 MANIFEST_DIR = "manifests"
@@ -18,41 +24,35 @@ MANIFEST_DIR = "manifests"
 
 @dataclass(frozen=True)
 class Artifact:
-    """One file produced by a stage."""
+    """One stored file produced by a stage, named by its key in the artifact store."""
 
-    path: Path
+    key: str
     kind: str  # one of ARTIFACT_KINDS
     content_type: str
     bytes: int
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self, relative_to: Path) -> dict[str, Any]:
-        """JSON-ready description with a POSIX path relative to the job's output directory."""
-        return {
-            "kind": self.kind,
-            "path": self.path.relative_to(relative_to).as_posix(),
-            "bytes": self.bytes,
-            "content_type": self.content_type,
-            "meta": dict(self.meta),
-        }
+    @property
+    def name(self) -> str:
+        """The file name (last part of the key): "scene_001.png"."""
+        return self.key.rsplit("/", 1)[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (manifests, the plan's result before it gets URLs)."""
+        return {"kind": self.kind, "key": self.key, "bytes": self.bytes, "content_type": self.content_type,
+                "meta": dict(self.meta)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], base: Path) -> Artifact:
-        """Inverse of `to_dict`, resolving the path against `base`."""
-        return cls(
-            path=base / data["path"],
-            kind=data["kind"],
-            content_type=data["content_type"],
-            bytes=int(data["bytes"]),
-            meta=dict(data.get("meta") or {}),
-        )
+    def from_dict(cls, data: dict[str, Any]) -> Artifact:
+        """Inverse of `to_dict`."""
+        return cls(key=str(data["key"]), kind=data["kind"], content_type=data["content_type"],
+                   bytes=int(data["bytes"]), meta=dict(data.get("meta") or {}))
 
 
-def make_artifact(path: Path, kind: str, content_type: str, meta: dict[str, Any] | None = None) -> Artifact:
-    """Describe an existing file, taking its size from disk."""
+def check_kind(kind: str) -> str:
     if kind not in ARTIFACT_KINDS:
         raise ValueError(f"unknown artifact kind {kind!r}")
-    return Artifact(path=path, kind=kind, content_type=content_type, bytes=path.stat().st_size, meta=meta or {})
+    return kind
 
 
 def partial_path(final: Path) -> Path:
@@ -97,32 +97,95 @@ def atomic_write_json(final: Path, data: Any) -> None:
     atomic_write_text(final, json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
 
 
-def manifest_path(out_dir: Path, kind: str) -> Path:
-    """Where the manifest listing a stage's artifacts of `kind` lives."""
-    return out_dir / MANIFEST_DIR / f"{kind}.json"
+class StageFiles:
+    """What a stage reads and writes: keys under its attempt's `prefix` in `store`, and its own `scratch` folder.
+
+    A stage never shares a folder with another stage: it `fetch`es its inputs into scratch, works there and
+    `save`s what it made, each file as soon as it is made. `prefix` is the attempt's own (jobs/locations.py),
+    so an attempt never overwrites or deletes what another attempt stored.
+    """
+
+    def __init__(self, store: ArtifactStore, prefix: str, scratch: Path) -> None:
+        self.store = store
+        self.prefix = check_key(prefix)
+        self.scratch = Path(scratch)
+        self.on_saved: list[Callable[[Artifact], None]] = []  # hooks told of each artifact once it is stored
+
+    def key(self, relative: str) -> str:
+        return f"{self.prefix}/{relative}"
+
+    def work_path(self, relative: str) -> Path:
+        """A path in scratch to make a file at (its folder exists)."""
+        path = self.scratch.joinpath(*relative.split("/"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def save(self, relative: str, path: Path, kind: str, content_type: str,
+             meta: dict[str, Any] | None = None) -> Artifact:
+        """Store the scratch file `path` as `prefix/relative`; its Artifact."""
+        key = self.key(relative)
+        size = self.store.put_file(key, path, content_type)
+        return self._saved(Artifact(key, check_kind(kind), content_type, size, meta or {}))
+
+    def save_bytes(self, relative: str, data: bytes, kind: str, content_type: str,
+                   meta: dict[str, Any] | None = None) -> Artifact:
+        """Store `data` as `prefix/relative`; its Artifact."""
+        key = self.key(relative)
+        size = self.store.put_bytes(key, data, content_type)
+        return self._saved(Artifact(key, check_kind(kind), content_type, size, meta or {}))
+
+    def _saved(self, artifact: Artifact) -> Artifact:
+        for hook in self.on_saved:
+            hook(artifact)
+        return artifact
+
+    def fetch(self, artifact: Artifact | str) -> Path:
+        """A local copy of a stored file in scratch (downloaded once per stage)."""
+        key = artifact.key if isinstance(artifact, Artifact) else artifact
+        dest = self.scratch.joinpath("inputs", *check_key(key).split("/"))
+        if not dest.is_file():
+            self.store.download(key, dest)
+        return dest
+
+    def read_json(self, key: str) -> Any:
+        return json.loads(self.store.read_bytes(key).decode("utf-8"))
+
+    def manifest_key(self, kind: str) -> str:
+        return self.key(f"{MANIFEST_DIR}/{kind}.json")
+
+    def write_manifest(self, kind: str, artifacts: Iterable[Artifact]) -> None:
+        """Record a stage's artifacts; written last, so its presence means the stage completed."""
+        data = {"kind": kind, "artifacts": [artifact.to_dict() for artifact in artifacts]}
+        self.store.put_bytes(self.manifest_key(kind), json_bytes(data), "application/json")
+
+    def has_manifest(self, kind: str) -> bool:
+        return self.store.exists(self.manifest_key(kind))
+
+    def load_artifacts(self, kind: str) -> list[Artifact]:
+        """Artifacts a completed stage produced; PermanentError if that stage has not completed."""
+        try:
+            data = self.read_json(self.manifest_key(kind))
+        except ArtifactMissing:
+            raise PermanentError(f"no {kind} artifacts yet; the stage producing them has not completed") from None
+        except ValueError as exc:
+            raise PermanentError(f"the {kind} manifest is unreadable", detail=str(exc)) from exc
+        return [Artifact.from_dict(item) for item in data.get("artifacts", [])]
+
+    def with_prefix(self, prefix: str) -> StageFiles:
+        """The same store and scratch, reading another prefix (another job's files)."""
+        return StageFiles(self.store, prefix, self.scratch)
+
+    @classmethod
+    def local(cls, root: Path, prefix: str = "job") -> StageFiles:
+        """Files in a LocalStore under `root`/store with scratch in `root`/scratch (tests, benchmarks)."""
+        return cls(LocalStore(Path(root) / "store"), prefix, Path(root) / "scratch")
 
 
-def write_manifest(out_dir: Path, kind: str, artifacts: Iterable[Artifact]) -> None:
-    """Record a stage's artifacts; written last, so its presence means the stage completed."""
-    items = [artifact.to_dict(out_dir) for artifact in artifacts]
-    atomic_write_json(manifest_path(out_dir, kind), {"kind": kind, "artifacts": items})
+def json_bytes(data: Any) -> bytes:
+    """Pretty, key-sorted UTF-8 JSON (sorted keys keep reruns byte-identical)."""
+    return (json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-def load_artifacts(out_dir: Path, kind: str) -> list[Artifact]:
-    """Artifacts a completed stage produced; PermanentError if that stage has not completed."""
-    path = manifest_path(out_dir, kind)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PermanentError(f"no {kind} artifacts yet; the stage producing them has not completed") from None
-    except (OSError, ValueError) as exc:
-        raise PermanentError(f"the {kind} manifest is unreadable", detail=str(exc)) from exc
-    return [Artifact.from_dict(item, out_dir) for item in data.get("artifacts", [])]
-
-
-def remove_stale(directory: Path, pattern: str, keep: Iterable[Path]) -> None:
-    """Delete files matching `pattern` not in `keep`, so a rerun with fewer scenes leaves no orphans."""
-    keep_names = {path.name for path in keep}
-    for path in directory.glob(pattern):
-        if path.name not in keep_names and path.is_file():
-            path.unlink(missing_ok=True)
+def load_artifacts(files: StageFiles, kind: str) -> list[Artifact]:
+    """`files.load_artifacts(kind)`."""
+    return files.load_artifacts(kind)

@@ -1,18 +1,20 @@
 """Stage 3: one mono 16-bit WAV per scene, exactly as long as the scene (espeak-ng, or a soft tone)."""
 from __future__ import annotations
 
+import hashlib
 import math
 import shutil
 import subprocess
 import sys
 import wave
 from array import array
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .artifacts import Artifact, atomic_path, make_artifact, partial_path, remove_stale, write_manifest
+from .artifacts import Artifact, StageFiles, atomic_path, partial_path
 from .config import PipelineConfig
-from .context import StageContext
+from .context import StageContext, each_reported
 from .errors import PermanentError, TransientError
 from .script import Scene
 
@@ -174,40 +176,73 @@ def tone(scene: Scene, rate: int = SAMPLE_RATE) -> Iterator[array]:
     yield from silence(frames - chime)
 
 
+# Bumped whenever the tone or the fitting of speech changes, so a retry narrates again (jobs/scenes.py).
+NARRATION_VERSION = 1
+
+
+@lru_cache(maxsize=1)
+def espeak_version() -> str:
+    """The installed espeak-ng's version line (another version may speak differently)."""
+    exe = shutil.which("espeak-ng")
+    if not exe:
+        return ""
+    try:
+        return subprocess.run([exe, "--version"], capture_output=True, timeout=10, check=False).stdout.decode(
+            "utf-8", "replace").strip()[:200]
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def narration_inputs(scene: Scene, *, params: dict[str, Any], config: PipelineConfig,
+                     engine: str | None = None) -> dict[str, Any]:
+    """Everything scene `scene`'s narration is made from: its fingerprint's inputs (jobs/pipeline/scenework.py)."""
+    engine = pick_engine(engine or config.audio_engine)
+    inputs: dict[str, Any] = {"kind": "audio", "engine": engine, "version": NARRATION_VERSION,
+                              "index": scene.index, "duration_s": scene.duration_s}
+    if engine == "espeak-ng":  # the tone depends on the scene's number and length only
+        inputs |= {"text": scene.text, "voice": str(params.get("voice", "en")),
+                   "rate_wpm": int(params.get("rate_wpm", config.words_per_minute)), "espeak": espeak_version()}
+    return inputs
+
+
+def narrate_scene(scene: Scene, files: StageFiles, *, params: dict[str, Any], config: PipelineConfig,
+                  engine: str | None = None) -> tuple[Artifact, str]:
+    """Speak one scene into scratch and store it as `audio/scene_NNN.wav`; its Artifact and sha256."""
+    engine = pick_engine(engine or config.audio_engine)
+    voice = str(params.get("voice", "en"))
+    rate_wpm = int(params.get("rate_wpm", config.words_per_minute))
+    relative = f"{AUDIO_DIR}/{audio_name(scene.index)}"
+    path = files.work_path(relative)
+    if engine == "espeak-ng":
+        chunks, rate = narrate(scene, voice=voice, rate_wpm=rate_wpm, scratch=partial_path(path))
+    else:
+        chunks, rate = tone(scene), SAMPLE_RATE
+    frames = write_wav(path, chunks, rate)
+    meta = {"scene": scene.index, "voice": engine, "duration_s": round(frames / rate, 6), "sample_rate": rate}
+    if engine == "espeak-ng":
+        meta |= {"espeak_voice": voice, "rate_wpm": rate_wpm}
+    with open(path, "rb") as fh:  # in chunks: an hour of narration is ~160 MB
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    artifact = files.save(relative, path, "audio", "audio/wav", meta)
+    path.unlink(missing_ok=True)  # stored: scratch holds one scene's narration at a time
+    return artifact, digest
+
+
 def run_audio_stage(
     scenes: list[Scene],
-    out_dir: Path,
+    files: StageFiles,
     ctx: StageContext,
     *,
     params: dict[str, Any],
     config: PipelineConfig,
     engine: str | None = None,
 ) -> list[Artifact]:
-    """Write `audio/scene_NNN.wav` per scene atomically, then the audio manifest; idempotent.
+    """Store `audio/scene_NNN.wav` per scene as it is made (written in scratch first), then the audio manifest.
 
     `engine` (or PIPELINE_AUDIO_ENGINE) forces "espeak-ng" or "tone"; by default espeak-ng is used when installed.
     """
     engine = pick_engine(engine or config.audio_engine)
-    voice = str(params.get("voice", "en"))
-    rate_wpm = int(params.get("rate_wpm", config.words_per_minute))
-    directory = out_dir / AUDIO_DIR
-    directory.mkdir(parents=True, exist_ok=True)
-    total = len(scenes)
-    ctx.report(0.0, f"Generating narration (0/{total})")
-    artifacts: list[Artifact] = []
-    for done, scene in enumerate(scenes, start=1):
-        ctx.check_cancelled()
-        path = directory / audio_name(scene.index)
-        if engine == "espeak-ng":
-            chunks, rate = narrate(scene, voice=voice, rate_wpm=rate_wpm, scratch=partial_path(path))
-        else:
-            chunks, rate = tone(scene), SAMPLE_RATE
-        frames = write_wav(path, chunks, rate)
-        meta = {"scene": scene.index, "voice": engine, "duration_s": round(frames / rate, 6), "sample_rate": rate}
-        if engine == "espeak-ng":
-            meta |= {"espeak_voice": voice, "rate_wpm": rate_wpm}
-        artifacts.append(make_artifact(path, "audio", "audio/wav", meta))
-        ctx.report(done / total * 100.0, f"Generating narration ({done}/{total})")
-    remove_stale(directory, "scene_*.wav", [a.path for a in artifacts])
-    write_manifest(out_dir, "audio", artifacts)
+    artifacts = [narrate_scene(scene, files, params=params, config=config, engine=engine)[0]
+                 for scene in each_reported(scenes, ctx, "Generating narration")]
+    files.write_manifest("audio", artifacts)
     return artifacts

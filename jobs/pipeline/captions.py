@@ -1,7 +1,7 @@
 """Captions of a finished video: WebVTT cues timed to each scene's narration, then burned into a new MP4.
 
-The source is another job's folder (its scenes.json, narration manifest and video.mp4); this job writes
-captions.vtt and video.mp4 into its own folder. Cues stay inside their scene's time span; a long scene is
+The source is another job's stored files (its scenes.json, narration manifest and video.mp4); this job
+stores captions.vtt and video.mp4 under its own attempt's prefix. Cues stay inside their scene's time span; a long scene is
 split into readable cues (at most two lines of LINE_CHARS), each lasting in proportion to its text.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import Artifact, atomic_write_text, load_artifacts, make_artifact, partial_path, write_manifest
+from .artifacts import Artifact, StageFiles, partial_path
 from .context import StageContext
 from .errors import PermanentError
 from .media import ffmpeg_exe
@@ -131,18 +131,18 @@ def write_vtt(cues: list[Cue]) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def narration_durations(source: Path, scenes: list[Scene]) -> list[float]:
+def narration_durations(source: StageFiles, scenes: list[Scene]) -> list[float]:
     """Each scene's narration length in the source job (what its video shows each scene for)."""
-    by_scene = {a.meta.get("scene"): a for a in load_artifacts(source, "audio")}
+    by_scene = {a.meta.get("scene"): a for a in source.load_artifacts("audio")}
     missing = [scene.index for scene in scenes if scene.index not in by_scene]
     if missing:
         raise PermanentError(f"the source video has no narration for scene {missing[0]}")
     return [float(by_scene[s.index].meta.get("duration_s") or s.duration_s) for s in scenes]
 
 
-def _source_dir(inputs: StageInputs) -> Path:
-    source = inputs.other_job_dir(str(inputs.params["source_job_id"]))
-    if not source.is_dir():
+def _source_files(inputs: StageInputs) -> StageFiles:
+    source = inputs.other_job_files(str(inputs.params["source_job_id"]))
+    if not source.has_manifest("scenes"):
         raise PermanentError("the source video's files are gone (deleted or expired)")
     return source
 
@@ -151,16 +151,14 @@ def captions_stage(inputs: StageInputs, ctx: StageContext) -> list[Artifact]:
     """Write captions.vtt from the source job's scenes and narration lengths."""
     ctx.check_cancelled()
     ctx.report(0.0, CAPTIONS_TEXT)
-    source = _source_dir(inputs)
+    source = _source_files(inputs)
     scenes = load_scenes(source)
     durations = narration_durations(source, scenes)
     cues = build_cues(scenes, durations)
-    path = inputs.out_dir / CAPTIONS_FILE
-    atomic_write_text(path, write_vtt(cues))
     meta = {"cues": len(cues), "scenes": len(scenes), "duration_s": round(sum(durations), 3),
             "source_job_id": str(inputs.params["source_job_id"])}
-    artifact = make_artifact(path, "captions", "text/vtt", meta)
-    write_manifest(inputs.out_dir, "captions", [artifact])
+    artifact = inputs.files.save_bytes(CAPTIONS_FILE, write_vtt(cues).encode("utf-8"), "captions", "text/vtt", meta)
+    inputs.files.write_manifest("captions", [artifact])
     ctx.report(100.0, CAPTIONS_TEXT)
     return [artifact]
 
@@ -201,16 +199,18 @@ def burn_stage(inputs: StageInputs, ctx: StageContext) -> list[Artifact]:
     """video.mp4: the source job's video with this job's captions burned in; replaced atomically on success."""
     ctx.check_cancelled()
     ctx.report(0.0, BURN_TEXT)
-    source = _source_dir(inputs)
-    videos = load_artifacts(source, "video")
-    if not videos or not videos[0].path.is_file():
+    files = inputs.files
+    source = _source_files(inputs)
+    videos = source.load_artifacts("video")
+    if not videos:
         raise PermanentError("the source job has no video")
-    captions = load_artifacts(inputs.out_dir, "captions")[0]
+    captions = files.load_artifacts("captions")[0]
     duration = float(captions.meta.get("duration_s") or videos[0].meta.get("duration_s") or 0.0)
-    final = inputs.out_dir / VIDEO_FILE
+    source_video, captions_file = source.fetch(videos[0]), files.fetch(captions)
+    final = files.work_path(VIDEO_FILE)
     tmp = partial_path(final)
     try:
-        encode(burn_command(videos[0].path, captions.path, tmp), duration, _StageText(ctx, BURN_TEXT))
+        encode(burn_command(source_video, captions_file, tmp), duration, _StageText(ctx, BURN_TEXT))
         if not tmp.exists() or tmp.stat().st_size == 0:
             raise PermanentError("burning in the captions produced no video")
         os.replace(tmp, final)
@@ -218,14 +218,15 @@ def burn_stage(inputs: StageInputs, ctx: StageContext) -> list[Artifact]:
         tmp.unlink(missing_ok=True)
     meta = {**{k: v for k, v in videos[0].meta.items() if k in ("width", "height", "fps")},
             "duration_s": round(duration, 3), "captions": True}
-    artifact = make_artifact(final, "video", "video/mp4", meta)
-    write_manifest(inputs.out_dir, "video", [artifact])
+    ctx.check_cancelled()  # a cancel during the encode's last moments wins over storing the video
+    artifact = files.save(VIDEO_FILE, final, "video", "video/mp4", meta)
+    files.write_manifest("video", [artifact])
     ctx.report(100.0, BURN_TEXT)
     return [artifact]
 
 
-def captions_summary(out_dir: Path) -> dict[str, Any]:
+def captions_summary(files: StageFiles) -> dict[str, Any]:
     """The result fields of a captions job: its source, how many cues, how long the video lasts."""
-    meta = load_artifacts(out_dir, "captions")[0].meta
+    meta = files.load_artifacts("captions")[0].meta
     return {"source_job_id": meta.get("source_job_id"), "cues": meta.get("cues"), "scenes": meta.get("scenes"),
             "duration_s": meta.get("duration_s")}

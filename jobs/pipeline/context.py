@@ -1,7 +1,10 @@
 """How a stage reports progress and notices cancellation, without knowing about Celery or Channels."""
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterator, Sequence
+from typing import Protocol, TypeVar, runtime_checkable
+
+Item = TypeVar("Item")
 
 
 @runtime_checkable
@@ -30,3 +33,14 @@ class ScaledContext:
 
     def check_cancelled(self) -> None:
         self.parent.check_cancelled()
+
+
+def each_reported(items: Sequence[Item], ctx: StageContext, label: str) -> Iterator[Item]:
+    """The items in order for a stage that makes one artifact each: a cancel is checked before each, and
+    "<label> (n/total)" reported at 0 and after each (the report runs when the loop asks for the next one)."""
+    total = len(items)
+    ctx.report(0.0, f"{label} (0/{total})")
+    for done, item in enumerate(items, start=1):
+        ctx.check_cancelled()
+        yield item
+        ctx.report(done / total * 100.0, f"{label} ({done}/{total})")

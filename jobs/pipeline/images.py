@@ -6,14 +6,13 @@ import hashlib
 import io
 import unicodedata
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .artifacts import Artifact, atomic_write_bytes, make_artifact, remove_stale, write_manifest
+from .artifacts import Artifact, StageFiles
 from .config import PipelineConfig
-from .context import StageContext
+from .context import StageContext, each_reported
 from .script import Scene
 
 IMAGES_DIR = "images"
@@ -226,28 +225,48 @@ def _sd_image(scene: Scene, width: int, height: int, config: PipelineConfig) -> 
     return buffer.getvalue()
 
 
-def run_image_stage(
-    scenes: list[Scene], out_dir: Path, ctx: StageContext, *, params: dict[str, Any], config: PipelineConfig
-) -> list[Artifact]:
-    """Write `images/scene_NNN.png` for every scene atomically, then the image manifest; idempotent."""
+# Bumped whenever the built-in card's drawing changes, so a retry renders old cards again (jobs/scenes.py).
+BUILTIN_RENDERER_VERSION = 1
+
+
+def image_renderer(config: PipelineConfig) -> str:
+    return "stable-diffusion" if config.sd_api_url else "builtin"
+
+
+def image_inputs(scene: Scene, *, total: int, params: dict[str, Any], config: PipelineConfig) -> dict[str, Any]:
+    """Everything scene `scene`'s image is made from: its fingerprint's inputs (jobs/pipeline/scenework.py)."""
+    renderer = image_renderer(config)
+    inputs: dict[str, Any] = {"kind": "image", "index": scene.index, "heading": scene.heading, "text": scene.text,
+                              "width": int(params.get("width", 1280)), "height": int(params.get("height", 720)),
+                              "renderer": renderer}
+    if renderer == "builtin":  # the card shows "Scene i / total" and uses the configured font
+        from PIL import __version__ as pillow_version
+
+        inputs |= {"total": total, "font_path": config.font_path,
+                   "version": f"{BUILTIN_RENDERER_VERSION}/pillow-{pillow_version}"}
+    else:  # the server's model is its own business: the endpoint stands for it
+        inputs |= {"endpoint": config.sd_api_url}
+    return inputs
+
+
+def render_image(scene: Scene, files: StageFiles, *, total: int, params: dict[str, Any],
+                 config: PipelineConfig) -> tuple[Artifact, bytes]:
+    """Draw (or fetch) one scene's image and store it as `images/scene_NNN.png`; its Artifact and bytes."""
     width, height = int(params.get("width", 1280)), int(params.get("height", 720))
-    renderer = "stable-diffusion" if config.sd_api_url else "builtin"
-    directory = out_dir / IMAGES_DIR
-    directory.mkdir(parents=True, exist_ok=True)
-    total = len(scenes)
-    ctx.report(0.0, f"Generating images (0/{total})")
-    artifacts: list[Artifact] = []
-    for done, scene in enumerate(scenes, start=1):
-        ctx.check_cancelled()
-        if renderer == "builtin":
-            data = render_scene_image(scene, width=width, height=height, total=total, font_path=config.font_path)
-        else:
-            data = _sd_image(scene, width, height, config)
-        path = directory / image_name(scene.index)
-        atomic_write_bytes(path, data)
-        meta = {"scene": scene.index, "width": width, "height": height, "renderer": renderer}
-        artifacts.append(make_artifact(path, "image", "image/png", meta))
-        ctx.report(done / total * 100.0, f"Generating images ({done}/{total})")
-    remove_stale(directory, "scene_*.png", [a.path for a in artifacts])
-    write_manifest(out_dir, "image", artifacts)
+    renderer = image_renderer(config)
+    if renderer == "builtin":
+        data = render_scene_image(scene, width=width, height=height, total=total, font_path=config.font_path)
+    else:
+        data = _sd_image(scene, width, height, config)
+    meta = {"scene": scene.index, "width": width, "height": height, "renderer": renderer}
+    return files.save_bytes(f"{IMAGES_DIR}/{image_name(scene.index)}", data, "image", "image/png", meta), data
+
+
+def run_image_stage(
+    scenes: list[Scene], files: StageFiles, ctx: StageContext, *, params: dict[str, Any], config: PipelineConfig
+) -> list[Artifact]:
+    """Store `images/scene_NNN.png` for every scene as it is drawn, then the image manifest; idempotent."""
+    artifacts = [render_image(scene, files, total=len(scenes), params=params, config=config)[0]
+                 for scene in each_reported(scenes, ctx, "Generating images")]
+    files.write_manifest("image", artifacts)
     return artifacts

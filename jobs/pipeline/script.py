@@ -5,10 +5,9 @@ import json
 import re
 import unicodedata
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from .artifacts import Artifact, atomic_write_json, make_artifact, write_manifest
+from .artifacts import Artifact, StageFiles, json_bytes
 from .config import PipelineConfig
 from .context import StageContext
 from .errors import PermanentError, ValidationError
@@ -164,9 +163,9 @@ def validate_script(script: str, config: PipelineConfig | None = None, *, max_sc
 
 
 def run_parse_stage(
-    script: str, out_dir: Path, ctx: StageContext, *, params: dict[str, Any], config: PipelineConfig
+    script: str, files: StageFiles, ctx: StageContext, *, params: dict[str, Any], config: PipelineConfig
 ) -> tuple[list[Scene], list[Artifact]]:
-    """Parse `script` and write `scenes.json` atomically; idempotent."""
+    """Parse `script` and store `scenes.json`; idempotent."""
     ctx.check_cancelled()
     ctx.report(0.0, STAGE_TEXT)
     wpm = params.get("rate_wpm")
@@ -184,22 +183,23 @@ def run_parse_stage(
         scenes = parse_script(script, config=config, max_scenes=max_scenes, words_per_minute=wpm)
         source = "builtin"
     ctx.check_cancelled()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / SCENES_FILE
     total = round(sum(s.duration_s for s in scenes), 3)
-    atomic_write_json(path, {"version": 1, "source": source, "duration_s": total, "scenes": [s.to_dict() for s in scenes]})
-    artifact = make_artifact(path, "scenes", "application/json", {"count": len(scenes), "source": source, "duration_s": total})
-    write_manifest(out_dir, "scenes", [artifact])
+    data = json_bytes({"version": 1, "source": source, "duration_s": total, "scenes": [s.to_dict() for s in scenes]})
+    artifact = files.save_bytes(SCENES_FILE, data, "scenes", "application/json",
+                                {"count": len(scenes), "source": source, "duration_s": total})
+    files.write_manifest("scenes", [artifact])
     ctx.report(100.0, STAGE_TEXT)
     return scenes, [artifact]
 
 
-def load_scenes(out_dir: Path) -> list[Scene]:
-    """Read the scenes the parse stage wrote; PermanentError if it has not run."""
+def load_scenes(files: StageFiles) -> list[Scene]:
+    """Read the scenes the parse stage stored; PermanentError if it has not run."""
     try:
-        data = json.loads((out_dir / SCENES_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        stored = files.load_artifacts("scenes")
+    except PermanentError:
         raise PermanentError("no scenes yet; the parse stage has not completed") from None
-    except (OSError, ValueError) as exc:
+    try:
+        data = files.read_json(stored[0].key)
+        return [Scene.from_dict(item) for item in data["scenes"]]
+    except (IndexError, KeyError, TypeError, ValueError) as exc:
         raise PermanentError("scenes.json is unreadable", detail=str(exc)) from exc
-    return [Scene.from_dict(item) for item in data["scenes"]]

@@ -5,13 +5,12 @@ import collections
 import os
 import queue
 import subprocess
-import tempfile
 import threading
 import wave
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from .artifacts import Artifact, make_artifact, partial_path, write_manifest
+from .artifacts import Artifact, StageFiles, partial_path
 from .config import PipelineConfig
 from .context import StageContext
 from .errors import PermanentError
@@ -35,7 +34,7 @@ CHUNK_FRAMES = 1 << 20
 def _by_scene(artifacts: list[Artifact], scenes: list[Scene], kind: str) -> list[Artifact]:
     """Artifacts ordered like `scenes`, matched on meta["scene"]; PermanentError if any is missing."""
     index = {a.meta.get("scene"): a for a in artifacts}
-    missing = [s.index for s in scenes if s.index not in index or not index[s.index].path.exists()]
+    missing = [s.index for s in scenes if s.index not in index]
     if missing:
         raise PermanentError(f"the {kind} for scene {missing[0]} is missing; generate it again")
     return [index[s.index] for s in scenes]
@@ -200,13 +199,15 @@ def video_size(params: dict[str, Any]) -> tuple[int, int, int]:
     return int(params.get("width", 1280)), int(params.get("height", 720)), int(params.get("fps", 24))
 
 
-def prepare_inputs(scenes: list[Scene], images: list[Artifact], audios: list[Artifact], work: Path) -> list[float]:
-    """Write ffmpeg's two inputs into `work` (one narration WAV, streamed; an image list); the durations."""
+def prepare_inputs(scenes: list[Scene], images: list[Artifact], audios: list[Artifact], files: StageFiles,
+                   work: Path) -> list[float]:
+    """Fetch the stored inputs and write ffmpeg's two inputs into `work` (one narration WAV, streamed; an
+    image list); the durations."""
     images = _by_scene(images, scenes, "image")
     audios = _by_scene(audios, scenes, "narration")
     durations = [float(a.meta.get("duration_s") or s.duration_s) for a, s in zip(audios, scenes)]
-    concat_wavs([a.path for a in audios], work / "narration.wav")
-    write_image_list([i.path for i in images], durations, work / "images.ffconcat")
+    concat_wavs([files.fetch(a) for a in audios], work / "narration.wav")
+    write_image_list([files.fetch(i) for i in images], durations, work / "images.ffconcat")
     return durations
 
 
@@ -231,37 +232,37 @@ def run_video_stage(
     scenes: list[Scene],
     images: list[Artifact],
     audios: list[Artifact],
-    out_dir: Path,
+    files: StageFiles,
     ctx: StageContext,
     *,
     params: dict[str, Any],
     config: PipelineConfig,
 ) -> list[Artifact]:
-    """Encode `video.mp4` (each image for its narration's length); replaced atomically on success only.
+    """Encode `video.mp4` in scratch (each image for its narration's length) and store it on success only.
 
     Memory stays flat whatever the length: the narration is joined in chunks and ffmpeg reads and writes
-    files. Disk is held to `config.max_job_bytes` for everything under `out_dir`.
+    files. Scratch disk is held to `config.max_job_bytes` (the inputs fetched, the joined narration, the video).
     """
     if not scenes:
         raise PermanentError("there are no scenes to put in the video")
     size = video_size(params)
     ctx.check_cancelled()
     ctx.report(0.0, STAGE_TEXT)
-    final = out_dir / VIDEO_FILE
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".video-work-") as work_dir:
-        work = Path(work_dir)
-        durations = prepare_inputs(scenes, images, audios, work)
-        total_s = sum(durations)
-        budget = None
-        if config.max_job_bytes is not None:
-            # Everything already under out_dir (earlier stages, a previous video, the joined narration) counts.
-            budget = config.max_job_bytes - dir_bytes(out_dir)
-            if budget <= 0:
-                raise PermanentError("the job's files already fill its scratch space limit (JOB_MAX_SCRATCH_BYTES)")
-        encode_to(final, work, ctx, size=size, total_s=total_s, budget=budget)
+    work = files.work_path("video-work/x").parent
+    final = files.work_path(VIDEO_FILE)
+    durations = prepare_inputs(scenes, images, audios, files, work)
+    total_s = sum(durations)
+    budget = None
+    if config.max_job_bytes is not None:
+        # Everything already in scratch (the fetched inputs, the joined narration) counts.
+        budget = config.max_job_bytes - dir_bytes(files.scratch)
+        if budget <= 0:
+            raise PermanentError("the job's files already fill its scratch space limit (JOB_MAX_SCRATCH_BYTES)")
+    encode_to(final, work, ctx, size=size, total_s=total_s, budget=budget)
+    ctx.check_cancelled()  # a cancel during the encode's last moments wins over storing the video
     width, height, fps = size
     meta = {"width": width, "height": height, "fps": fps, "duration_s": round(total_s, 3), "scenes": len(scenes)}
-    artifact = make_artifact(final, "video", "video/mp4", meta)
-    write_manifest(out_dir, "video", [artifact])
+    artifact = files.save(VIDEO_FILE, final, "video", "video/mp4", meta)
+    files.write_manifest("video", [artifact])
     ctx.report(100.0, STAGE_TEXT)
     return [artifact]
