@@ -5,12 +5,16 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import path, reverse
+
+from ops.replica import ReplicaChangeListMixin
 
 from . import selectors, services
 from .display import format_duration
 from .exceptions import InvalidTransition
-from .models import GenerationJob, JobEvent
+from .models import PRIORITIES, GenerationJob, JobEvent, SceneCheckpoint, UserJobLimit
 
 
 class JobEventInline(admin.TabularInline):
@@ -45,22 +49,94 @@ class JobEventInline(admin.TabularInline):
         return False
 
 
+class SceneCheckpointInline(admin.TabularInline):
+    """The job's scenes: each image and narration clip, its state, the attempt that made or reused it."""
+
+    model = SceneCheckpoint
+    ordering = ("scene", "kind")
+    fields = ("scene", "kind", "state", "attempt", "reused", "renders", "name", "bytes", "worker", "started_at",
+              "finished_at", "fingerprint")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    verbose_name_plural = "scenes: per-scene artifacts and whether an attempt reused them"
+
+    def has_add_permission(self, request: HttpRequest, obj: GenerationJob | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: GenerationJob | None = None) -> bool:
+        return False
+
+
 @admin.register(GenerationJob)
-class GenerationJobAdmin(admin.ModelAdmin):
-    list_display = ("id", "project", "job_type", "status", "progress_display", "current_stage", "attempts",
-                    "created_at", "duration_display")
-    list_filter = ("status", "job_type", ("created_at", admin.DateFieldListFilter))
+class GenerationJobAdmin(ReplicaChangeListMixin, admin.ModelAdmin):
+    list_display = ("id", "project", "job_type", "status", "priority", "queue_position", "progress_display",
+                    "current_stage", "attempts", "created_at", "duration_display")
+    list_filter = ("status", "job_type", "priority", "queue", ("created_at", admin.DateFieldListFilter))
     search_fields = ("id", "project__name", "project__owner__username", "celery_task_id")
     list_select_related = ("project",)
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
-    inlines = [JobEventInline]
-    actions = ["cancel_selected", "retry_selected"]
+    inlines = [SceneCheckpointInline, JobEventInline]
+    actions = ["cancel_selected", "retry_selected", "priority_high", "priority_normal", "priority_low",
+               "cancel_owners_queued"]
     # Status, progress and results change only through the job service; staff act with the actions.
     readonly_fields = ("id", "project", "job_type", "status", "progress", "current_stage", "error_message",
                        "celery_task_id", "params", "result", "attempts", "lost_count", "seq", "stage_progress",
                        "worker", "heartbeat_at", "queued_at", "dispatched_at", "created_at", "started_at",
-                       "completed_at", "updated_at")
+                       "completed_at", "updated_at", "priority", "queue", "admitted_at", "queue_position",
+                       "start_timeout_s", "max_runtime_s")
+    change_list_template = "admin/jobs/generationjob/change_list.html"
+
+    def get_urls(self) -> list:
+        own = [path("fair-share/", self.admin_site.admin_view(self.fair_share_view), name="jobs_fair_share")]
+        return own + super().get_urls()
+
+    def fair_share_view(self, request: HttpRequest) -> HttpResponse:
+        """Who waits and who runs, per queue; each user's limit; POST cancels one user's queued jobs."""
+        from .fair_share import overview
+
+        if request.method == "POST":
+            if not self.has_change_permission(request):
+                return HttpResponse(status=403)
+            user_id = request.POST.get("cancel_queued_of")
+            if user_id and user_id.isdigit():
+                n = services.jobs_cancel_queued_for_user(user_id=int(user_id), reason=f"Cancelled by staff ({request.user})")
+                self.message_user(request, f"{n} queued job{'s' if n != 1 else ''} of user #{user_id} cancelled.")
+            return HttpResponseRedirect(reverse("admin:jobs_fair_share"))
+        context = {**self.admin_site.each_context(request), "title": "Fair sharing: waiting and running jobs",
+                   "overview": overview(), "can_change": self.has_change_permission(request), "opts": self.model._meta}
+        return render(request, "admin/jobs/fair_share.html", context)
+
+    def _set_priority(self, request: HttpRequest, queryset: QuerySet[GenerationJob], priority: str) -> None:
+        changed = skipped = 0
+        for job_id in queryset.values_list("pk", flat=True):
+            try:
+                services.job_set_priority(job_id=job_id, priority=priority)
+                changed += 1
+            except InvalidTransition:
+                skipped += 1
+        self._report(request, f"set to {priority} priority", changed, skipped)
+
+    @admin.action(description="Set priority: high (waiting jobs)", permissions=["change"])
+    def priority_high(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:
+        self._set_priority(request, queryset, "high")
+
+    @admin.action(description="Set priority: normal (waiting jobs)", permissions=["change"])
+    def priority_normal(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:
+        self._set_priority(request, queryset, "normal")
+
+    @admin.action(description="Set priority: low (waiting jobs)", permissions=["change"])
+    def priority_low(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:
+        self._set_priority(request, queryset, "low")
+
+    @admin.action(description="Cancel ALL queued jobs of the selected jobs' owners", permissions=["change"])
+    def cancel_owners_queued(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:
+        owners = set(queryset.values_list("project__owner_id", flat=True))
+        n = sum(services.jobs_cancel_queued_for_user(user_id=owner, reason=f"Cancelled by staff ({request.user})")
+                for owner in owners)
+        self._report(request, "cancelled", n, 0)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -110,7 +186,7 @@ class GenerationJobAdmin(admin.ModelAdmin):
 
 
 @admin.register(JobEvent)
-class JobEventAdmin(admin.ModelAdmin):
+class JobEventAdmin(ReplicaChangeListMixin, admin.ModelAdmin):
     list_display = ("job", "seq", "kind", "status", "progress", "stage", "created_at")
     list_filter = ("kind", "status")
     search_fields = ("job__id",)
@@ -124,3 +200,12 @@ class JobEventAdmin(admin.ModelAdmin):
         return False
 
 
+
+
+@admin.register(UserJobLimit)
+class UserJobLimitAdmin(admin.ModelAdmin):
+    """Staff's per-user override of JOBS_MAX_RUNNING_PER_USER."""
+
+    list_display = ("user", "max_running")
+    search_fields = ("user__username",)
+    autocomplete_fields = ("user",)

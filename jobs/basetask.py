@@ -26,10 +26,12 @@ import random
 import time
 from typing import Any, Callable
 
+import kombu.exceptions
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django import db
 
+from config.amqp import countdown as broker_countdown
 from ops import metrics
 
 from . import leases, services, states
@@ -41,13 +43,19 @@ from .running import Heartbeat, JobStageContext, drop_broken_connections
 
 logger = logging.getLogger(__name__)
 
-# Errors worth another try: the pipeline's transient class, the stdlib's network failures, and a database
-# connection that went away (a PostgreSQL restart or failover, pg_terminate_backend): a retry reconnects.
+# Errors worth another try: the pipeline's transient class, the stdlib's network failures, a database
+# connection that went away (a PostgreSQL restart or failover, pg_terminate_backend), and Redis away for a
+# moment (a restart or a Sentinel failover): the lease store's errors, and kombu's OperationalError, which a
+# publish from a stage (the per-scene fan-out) raises once its own retries are spent. A retry reconnects.
 DB_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (db.OperationalError, db.InterfaceError)
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError,
-                                                     *DB_CONNECTION_ERRORS)
+                                                     *DB_CONNECTION_ERRORS, *leases.UNAVAILABLE,
+                                                     kombu.exceptions.OperationalError)
 
 Body = Callable[[JobStageContext], Any]
+# How long a stage keeps trying to claim its lease while the locks' Redis is away, and the pause between tries.
+CLAIM_PATIENCE_S = 15.0
+CLAIM_PAUSE_S = 0.5
 
 
 def retry_delay(retries: int, conf: JobSettings) -> float:
@@ -153,7 +161,7 @@ class BaseTask(Task):
     def _claim_lease(self, job: GenerationJob, attempt: int, stage: str, task_id: str, conf: JobSettings, *,
                      start: bool) -> None:
         job_id = str(job.pk)
-        outcome, holder = leases.claim_stage(job_id, attempt, stage, task_id, conf.STALE_AFTER_S)
+        outcome, holder = self._claim_patiently(job_id, attempt, stage, task_id, conf)
         if (outcome == leases.LOST and start and job.status == states.QUEUED and holder is not None
                 and leases.take_over_stage(job_id, attempt, stage, holder, task_id, conf.STALE_AFTER_S)):
             # The dead holder never started the job (it is still queued): no work was lost, just run it.
@@ -169,6 +177,31 @@ class BaseTask(Task):
                         task_id, extra={"job_id": job_id, "attempt": attempt})
             raise Ignore()
 
+    def _claim_patiently(self, job_id: str, attempt: int, stage: str, task_id: str,
+                         conf: JobSettings) -> tuple[str, leases.Lease | None]:
+        """leases.claim_stage, waiting out a short outage of the locks' Redis (a restart, a Sentinel failover).
+
+        Failing here would ack the message of a stage that never ran and leave the job to the reaper (a second
+        attempt). The claim is tried again in this process for CLAIM_PATIENCE_S first: with Sentinel the broker
+        shares the failed master, so a Celery retry could not even be published yet. Past that, a retry.
+        """
+        started, logged = time.monotonic(), False
+        while True:
+            try:
+                # A redelivered message waits up to two heartbeats for a sign of life from a holder on another host.
+                return leases.claim_stage(job_id, attempt, stage, task_id, conf.STALE_AFTER_S,
+                                          refresh_wait_s=2 * conf.HEARTBEAT_INTERVAL_S + 1)
+            except leases.UNAVAILABLE as exc:
+                if not logged:
+                    logger.warning("job %s: stage %s: lease store unavailable (%s); claiming again", job_id, stage,
+                                   exc, extra={"job_id": job_id, "attempt": attempt})
+                    logged = True
+                if time.monotonic() - started < CLAIM_PATIENCE_S:
+                    time.sleep(CLAIM_PAUSE_S)
+                    continue
+                raise self.retry(exc=exc, countdown=broker_countdown(retry_delay(self.request.retries, conf)),
+                                 max_retries=conf.RETRY_MAX, queue=self._delivered_queue()) from None
+
     def job_context(self, job: GenerationJob, attempt: int, stage: str, conf: JobSettings, *,
                     part: str | None) -> JobStageContext:
         """The StageContext of this run (JobStageTask shares the event rate between parallel stages)."""
@@ -177,7 +210,10 @@ class BaseTask(Task):
 
     @staticmethod
     def _deadline(job: GenerationJob, conf: JobSettings) -> float | None:
-        return job.started_at.timestamp() + conf.JOB_TIME_LIMIT_S if job.started_at else None
+        from .services import runtime_limit
+
+        # max_runtime_s of the job when it is the smaller (CONTRACT.md), else JOB_TIME_LIMIT_S.
+        return job.started_at.timestamp() + runtime_limit(job)[0] if job.started_at else None
 
     def run_guarded(self, job: GenerationJob, attempt: int, stage: str, body: Body, *,
                     part: str | None = "") -> Any:
@@ -244,13 +280,22 @@ class BaseTask(Task):
         if self.request.retries >= conf.RETRY_MAX:
             self._fail(job_id, attempt, message, log_traceback=True)
             return leases.DONE
-        delay = retry_delay(self.request.retries, conf)
+        # Whole seconds on RabbitMQ (native delayed delivery); the lease is parked for what is published.
+        delay = broker_countdown(retry_delay(self.request.retries, conf))
         # Park the stage lease for the backoff, so the reaper does not take the quiet job for lost.
         leases.set_stage(job_id, attempt, stage, task_id, leases.RETRYING, delay + conf.STALE_AFTER_S)
         logger.warning("job %s: stage %s: %s; retry %s of %s in %.1f s", job_id, stage, message,
                        self.request.retries + 1, conf.RETRY_MAX, delay, extra={"job_id": job_id})
         metrics.count_retry(job.job_type)
-        raise self.retry(exc=exc, countdown=delay, max_retries=conf.RETRY_MAX)
+        raise self.retry(exc=exc, countdown=delay, max_retries=conf.RETRY_MAX, queue=self._delivered_queue())
+
+    def _delivered_queue(self) -> str | None:
+        """The queue this message came from, so its retry goes back there: parse runs on each job type's own
+        queue, and through RabbitMQ's delay exchanges a retry would otherwise follow the task's default route.
+        The routing key is the queue's name, after the delay bits (`0.1.…`) of an earlier delayed retry."""
+        routing_key = str((self.request.delivery_info or {}).get("routing_key") or "")
+        queue = routing_key.rsplit(".", 1)[-1]
+        return queue if queue in self.app.amqp.queues else None
 
     @staticmethod
     def _release(ctx: JobStageContext, job_id: str, attempt: int, stage: str, task_id: str) -> None:
@@ -258,7 +303,12 @@ class BaseTask(Task):
             ctx.coalescer.flush()
         except Exception:  # the job may have finished meanwhile; progress is best effort
             logger.debug("final progress flush failed", exc_info=True)
-        leases.set_stage(job_id, attempt, stage, task_id, leases.DONE, leases.KEY_TTL_S)
+        try:
+            leases.set_stage(job_id, attempt, stage, task_id, leases.DONE, leases.KEY_TTL_S)
+        except leases.UNAVAILABLE:
+            # The work is done and recorded in the database; the running lease just expires (STALE_AFTER_S).
+            logger.warning("job %s: stage %s done but its lease could not be marked done (lease store "
+                           "unavailable)", job_id, stage, extra={"job_id": job_id})
 
     def _stage_label(self, stage: str) -> str:
         return stage.rsplit(".", 1)[-1]

@@ -24,6 +24,14 @@ class JobSettings:
     # TIME_LIMIT_S still applies); the heartbeat and the reaper fail a job running past it.
     JOB_TIME_LIMIT_S: float = 3600.0
     MEDIA_SWEEP_GRACE_S: float = 900.0
+    # Fair sharing (jobs/admission.py): jobs of one user running at once (0 = no limit; staff override it
+    # per user), and jobs one user may have waiting before creating more is refused with 429.
+    MAX_RUNNING_PER_USER: int = 2
+    MAX_QUEUED_PER_USER: int = 500
+    # Admitted jobs that may wait in the broker per pool process, beyond the one it runs (jobs/admission.py).
+    ADMISSION_HEADROOM: int = 1
+    # How often the deadlines task expires and times out jobs and runs an admission pass (a safety net).
+    DEADLINES_INTERVAL_S: float = 5.0
 
     def time_limits(self, job_type: str) -> tuple[int, int]:
         """(soft, hard) limits in seconds of one stage of a job type, never more than the whole job's limit."""

@@ -1,4 +1,7 @@
-"""Turn committed job events into Celery work: dispatch queued jobs, stop cancelled ones.
+"""Turn committed job events into Celery work: dispatch admitted jobs, stop cancelled ones.
+
+When a job is sent is admission's decision (jobs/admission.py), taken on the events below; how it is sent
+is `dispatch_job`'s.
 
 Runs from `transaction.on_commit` (via jobs.listeners), so a task never sees a job that is not in the
 database yet. A broker that is down is logged and leaves the job `queued`: the reaper dispatches it later.
@@ -10,6 +13,8 @@ import uuid
 
 from celery import chain, chord, group, signature
 from celery.canvas import Signature, _chain
+
+from config.amqp import countdown as broker_countdown
 
 from . import leases, states
 from .conf import job_settings
@@ -26,13 +31,26 @@ def stage_signature(stage: Stage, *, job_id: str, attempt: int, limits: tuple[in
         queue=stage.queue, soft_time_limit=soft, time_limit=hard)
 
 
-def plan_canvas(plan: JobPlan, *, job_id: str, attempt: int, limits: tuple[int, int]) -> Signature:
-    """The plan's steps as a Celery canvas: a chain, where a parallel step becomes a chord around the rest.
+def scene_signature(stage: Stage, *, job_id: str, attempt: int, scene: int, limits: tuple[int, int]) -> Signature:
+    """One scene's task of a per-scene stage (jobs/scenes.py sends them once the scenes are known)."""
+    soft, hard = limits
+    return signature(stage.task_name, args=(job_id, attempt, scene), immutable=True).set(
+        queue=stage.queue, soft_time_limit=soft, time_limit=hard)
 
-    full_video: parse -> chord(images | narration, assembly); no task ever waits on another.
+
+def plan_canvas(plan: JobPlan, *, job_id: str, attempt: int, limits: tuple[int, int], start: int = 0) -> Signature:
+    """The plan's steps from step `start` as a Celery canvas: a chain, where a parallel step becomes a chord
+    around the rest. It stops before a per-scene step: the step before it fans the scenes out, and the scene
+    that finishes last sends the rest (jobs/scenes.py), since how many scenes there are is known only then.
+
+    full_video: parse (then its scenes' image and narration tasks, then assembly); no task ever waits on another.
     """
+    groups = plan.groups[start:]
+    cut = next((n for n in range(len(groups)) if plan.is_scene_step(start + n)), len(groups))
     steps = [[stage_signature(stage, job_id=job_id, attempt=attempt, limits=limits) for stage in grp]
-             for grp in plan.groups]
+             for grp in groups[:cut]]
+    if not steps:
+        raise ValueError(f"{plan.job_type}: step {start} runs per scene; there is no canvas to send")
     canvas: Signature | None = None
     for step in reversed(steps):
         if len(step) > 1:
@@ -57,10 +75,9 @@ def job_signature(*, job_id: str, job_type: str, attempt: int) -> tuple[Signatur
     return canvas, first_id
 
 
-def dispatch_job(*, job_id: str, job_type: str, attempt: int) -> str | None:
-    """Send a queued job's work to Celery and remember the task id; None (logged) if the broker is down."""
-    from . import services
-
+def send_job(*, job_id: str, job_type: str, attempt: int) -> str | None:
+    """Send a queued job's work to Celery; the first task's id, or None (logged) if the broker is down.
+    Not recorded: `mark_dispatched` (or `dispatch_job`, which does both) records it."""
     signature, first_id = job_signature(job_id=job_id, job_type=job_type, attempt=attempt)
     try:
         signature.apply_async(retry=False)
@@ -68,10 +85,36 @@ def dispatch_job(*, job_id: str, job_type: str, attempt: int) -> str | None:
         logger.warning("job %s: broker unreachable, left queued for the reaper (%s)", job_id, exc,
                        extra={"job_id": job_id, "attempt": attempt})
         return None
-    if not services.job_mark_dispatched(job_id=job_id, task_id=first_id):
-        logger.info("job %s: no longer queued when its dispatch was recorded", job_id, extra={"job_id": job_id})
     logger.info("job %s: dispatched attempt %s as task %s", job_id, attempt, first_id,
                 extra={"job_id": job_id, "attempt": attempt, "task_id": first_id})
+    return first_id
+
+
+def mark_dispatched(sent: dict) -> None:
+    """Record the task ids of jobs just sent ({job_id: task_id}), all in one statement."""
+    from . import services
+
+    if len(sent) == 1:
+        ((job_id, task_id),) = sent.items()
+        if not services.job_mark_dispatched(job_id=job_id, task_id=task_id):
+            logger.info("job %s: no longer queued when its dispatch was recorded", job_id, extra={"job_id": job_id})
+    elif sent:
+        from django.db.models import Case, Value, When
+        from django.utils import timezone
+
+        from .models import GenerationJob
+
+        now = timezone.now()  # job_mark_dispatched's fields, for several jobs at once
+        GenerationJob.objects.filter(pk__in=list(sent), status=states.QUEUED).update(
+            celery_task_id=Case(*(When(pk=job_id, then=Value(task_id[:255])) for job_id, task_id in sent.items())),
+            dispatched_at=now, updated_at=now)
+
+
+def dispatch_job(*, job_id: str, job_type: str, attempt: int) -> str | None:
+    """Send a queued job's work to Celery and remember the task id; None (logged) if the broker is down."""
+    first_id = send_job(job_id=job_id, job_type=job_type, attempt=attempt)
+    if first_id is not None:
+        mark_dispatched({job_id: first_id})
     return first_id
 
 
@@ -86,7 +129,8 @@ def stop_job(*, job_id: str, attempt: int, task_id: str, was_processing: bool) -
             current_app.control.revoke(task_id)
         if was_processing:
             grace = job_settings().CANCEL_GRACE_S
-            tasks.terminate_cancelled_job_task.apply_async((job_id, attempt), countdown=grace, retry=False)
+            tasks.terminate_cancelled_job_task.apply_async((job_id, attempt), countdown=broker_countdown(grace),
+                                                             retry=False)
     except Exception as exc:  # the stage still sees the cancel at its next check; nothing is lost
         logger.warning("job %s: could not revoke or schedule the terminate (%s)", job_id, exc,
                        extra={"job_id": job_id})
@@ -113,16 +157,23 @@ def terminate_stages(*, job_id: str, attempt: int) -> list[str]:
 
 
 def on_event_committed(event: CommittedEvent) -> None:
-    """Listener: queued (new, retried, requeued) -> dispatch, except an external job; cancelled -> revoke /
-    terminate (an external job's task too: it is the job's celery_task_id and holds a BaseTask lease)."""
+    """Listener: queued (new, retried, requeued) -> an admission pass, which dispatches the jobs that may
+    start now (jobs/admission.py; an external job is its caller's to send); cancelled -> revoke / terminate
+    (an external job's task too: it is the job's celery_task_id and holds a BaseTask lease); any end frees
+    a slot -> an admission pass."""
     if event.kind != "status":
         return
+    from .admission import admit_safely
+
     if event.status == states.QUEUED:
         if not event.external:  # the caller's own task runs an external job (JobService.create_job)
-            dispatch_job(job_id=event.job_id, job_type=event.job_type, attempt=event.attempt)
+            admit_safely(waiting=True)
     elif event.status == states.CANCELLED:
         from .models import GenerationJob
 
         task_id = GenerationJob.objects.filter(pk=event.job_id).values_list("celery_task_id", flat=True).first()
         stop_job(job_id=event.job_id, attempt=event.attempt, task_id=task_id or "",
                  was_processing=event.previous_status == states.PROCESSING)
+        admit_safely()
+    elif event.status in states.TERMINAL:
+        admit_safely()

@@ -31,3 +31,7 @@ class InvalidJobInput(JobError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field, self.message = field, message
+
+
+class TooManyQueuedJobs(InvalidJobInput):
+    """The user already has JOBS_MAX_QUEUED_PER_USER jobs waiting (the API answers 429)."""

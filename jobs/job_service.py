@@ -1,5 +1,5 @@
 """JobService: the job API the platform's design documents describe (CONTRACT.md, "The seed's programming
-interface"), over the service functions of jobs/services.py.
+interface"), over the service functions of jobs/services/.
 
 Written for tasks that drive their own job: create it, report progress, mark it completed or failed.
 Progress is clamped to 0..100 and never goes down; timestamps are set by the transitions; a job still

@@ -19,11 +19,13 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Iterator
 
+import psutil
 import redis
 from django.conf import settings
+
+from ops import redis_clients
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,8 @@ RUNNING, RETRYING, DONE = "running", "retrying", "done"
 # Outcomes of `claim_stage`.
 CLAIMED, HELD, FINISHED, LOST = "claimed", "held", "finished", "lost"
 KEY_TTL_S = 2 * 86400  # leases of old attempts just expire
+# The locks' Redis could not be reached: restarting, or no master yet during a Sentinel failover.
+UNAVAILABLE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
 
 # Compare-and-set of one hash field: set ARGV[3] if the field equals ARGV[2] ("" = absent).
 _CAS = """
@@ -48,14 +52,10 @@ return 0
 """
 
 
-@lru_cache(maxsize=4)
-def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, decode_responses=True)
-
-
 def client() -> redis.Redis:
-    """The Redis database for the app's own keys (settings.REDIS_APP_URL)."""
-    return _client(settings.REDIS_APP_URL)
+    """The locks' Redis (settings.REDIS_ROLES.locks; through the sentinels when configured, so a failover
+    only fails the calls made while no master is known)."""
+    return redis_clients.locks_client()
 
 
 def _key(*parts: object) -> str:
@@ -92,12 +92,17 @@ class Lease:
         if self.until < (now if now is not None else time.time()):
             return False
         if self.state == RUNNING and self.host == socket.gethostname() and self.pid:
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:
-                return False
-            except PermissionError:  # exists, owned by someone else
-                return True
+            return _process_alive(self.pid)
+        return True
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether the process exists and is not a zombie (killed, not yet reaped by its parent)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # exists, owned by someone else
         return True
 
 
@@ -123,9 +128,16 @@ def _cas(job_id: object, attempt: int, stage: str, expected: str, new: Lease) ->
     return bool(client().eval(_CAS, 1, _stages_key(job_id, attempt), stage, expected, new.raw, KEY_TTL_S))
 
 
-def claim_stage(job_id: object, attempt: int, stage: str, task_id: str, ttl_s: float) -> tuple[str, Lease | None]:
-    """Try to become the runner of a stage; returns (CLAIMED|HELD|FINISHED|LOST, the lease seen)."""
+def claim_stage(job_id: object, attempt: int, stage: str, task_id: str, ttl_s: float,
+                refresh_wait_s: float = 0.0) -> tuple[str, Lease | None]:
+    """Try to become the runner of a stage; returns (CLAIMED|HELD|FINISHED|LOST, the lease seen).
+
+    `refresh_wait_s`: how long a redelivered message may watch its stage's running holder for a sign of
+    life (a refreshed lease) before counting it lost (see `_redelivered_outcome`)."""
     mine = _new(stage, task_id, RUNNING, ttl_s)
+    # The usual case (no lease yet: a first delivery) in one round trip: the CAS itself says absent.
+    if _cas(job_id, attempt, stage, "", mine):
+        return CLAIMED, None
     for _ in range(3):  # a concurrent change between read and CAS just means "look again"
         current = get_stage(job_id, attempt, stage)
         if current is None:
@@ -139,13 +151,38 @@ def claim_stage(job_id: object, attempt: int, stage: str, task_id: str, ttl_s: f
                 return CLAIMED, current
             continue
         if current.state == RUNNING and current.task_id == task_id:
-            # The same message again while marked running: the execution that claimed it is gone
-            # (the broker only redelivers after the worker died or the visibility timeout passed).
-            return LOST, current
+            return _redelivered_outcome(job_id, attempt, current, refresh_wait_s), current
         if not current.holder_alive():
             return LOST, current
         return HELD, current
     return HELD, get_stage(job_id, attempt, stage)
+
+
+def _redelivered_outcome(job_id: object, attempt: int, current: Lease, refresh_wait_s: float) -> str:
+    """The same message again while its stage is marked running: LOST if its execution is gone, HELD if it
+    still runs (FINISHED if it finished meanwhile).
+
+    Usually the execution is gone: a pool process died (the worker rejects its message back), the whole
+    worker died (RabbitMQ requeues at once when the connection drops; Redis after the visibility timeout).
+    But RabbitMQ also requeues every unacknowledged message of a worker whose connection was lost (a
+    network cut, a cluster node restarting, consumer_timeout) while its pool processes carry on running:
+    counting that as lost would start a second attempt beside a live one. A live holder refreshes its
+    lease every heartbeat, so watch it for up to `refresh_wait_s`; on this host the holder's pid also
+    says at once when it is gone (RabbitMQ redelivers within milliseconds of a SIGKILL, possibly before
+    the killed process is reaped, hence the zombie check in `holder_alive`).
+    """
+    deadline = time.monotonic() + refresh_wait_s
+    on_this_host = current.host == socket.gethostname()
+    while current.holder_alive():
+        if time.monotonic() >= deadline:
+            return HELD if on_this_host else LOST  # a process that exists but is stuck still holds it
+        time.sleep(min(0.2, max(0.01, deadline - time.monotonic())))
+        now = get_stage(job_id, attempt, current.stage)
+        if now is None:
+            return LOST
+        if now.raw != current.raw:  # refreshed, or finished meanwhile: its holder is alive
+            return FINISHED if now.state == DONE else HELD
+    return LOST
 
 
 def take_over_stage(job_id: object, attempt: int, stage: str, dead: Lease, task_id: str, ttl_s: float) -> bool:
@@ -160,6 +197,11 @@ def set_stage(job_id: object, attempt: int, stage: str, task_id: str, state: str
     pipe.hset(key, stage, _new(stage, task_id, state, ttl_s).raw)
     pipe.expire(key, KEY_TTL_S)
     pipe.execute()
+
+
+def stage_leases(job_id: object, attempt: int, stage: str) -> list[Lease]:
+    """The leases of one stage: the whole stage's, and its scene tasks' (`images.3`, jobs/scenes.py)."""
+    return [lease for lease in stages(job_id, attempt) if lease.stage == stage or lease.stage.startswith(f"{stage}.")]
 
 
 def live_holders(job_id: object, attempt: int) -> list[Lease]:

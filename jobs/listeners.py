@@ -22,7 +22,7 @@ class CommittedEvent:
     project_id: str
     job_type: str
     seq: int
-    kind: str  # "status" or "progress"
+    kind: str  # "status", "progress" or "artifact"
     status: str
     previous_status: str | None
     progress: float
@@ -32,6 +32,7 @@ class CommittedEvent:
     attempt: int
     message: str = ""
     external: bool = False  # the caller's own task does the work: nothing to dispatch
+    data: dict | None = None  # an artifact event's message fields: {"kind", "name", "url", "scene", "reused"}
 
 
 Listener = Callable[[CommittedEvent], None]

@@ -1,11 +1,12 @@
 """GenerationJob (one unit of background work) and JobEvent (its numbered history).
 
-Only jobs/services.py changes these rows; see STYLE.md's "job state machine".
+Only jobs/services/ changes these rows; see STYLE.md's "job state machine".
 """
 from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 from . import states
@@ -14,6 +15,12 @@ from .plans import job_type_choices
 
 def default_webhook_events() -> list[str]:
     return ["completed"]
+
+
+# CONTRACT.md "priority": users may ask low or normal, staff also high (jobs/admission.py weighs them).
+PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH = "low", "normal", "high"
+PRIORITIES = (PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH)
+PRIORITY_CHOICES = [(p, p.capitalize()) for p in PRIORITIES]
 
 
 class GenerationJob(models.Model):
@@ -44,6 +51,17 @@ class GenerationJob(models.Model):
     # Where the webhooks app POSTs this job's events (CONTRACT.md "Webhooks"); set at create, never changed.
     webhook_url = models.URLField(max_length=2000, null=True, blank=True)
     webhook_events_filter = models.JSONField(default=default_webhook_events, blank=True)
+    # Fair sharing (jobs/admission.py): a job waits `queued` in the database until admission hands it to
+    # Celery (admitted_at); `queue` is its plan's first queue, where it holds one worker slot until it ends.
+    priority = models.CharField(max_length=8, choices=PRIORITY_CHOICES, default=PRIORITY_NORMAL)
+    queue = models.CharField(max_length=64, blank=True, default="")
+    admitted_at = models.DateTimeField(null=True, blank=True)
+    # 1 = starts next, while queued and not yet admitted; null otherwise (jobs/queue_positions.py keeps it).
+    queue_position = models.PositiveIntegerField(null=True, blank=True)
+    # Deadlines (CONTRACT.md): still queued after start_timeout_s -> cancelled "expired …"; processing
+    # longer than max_runtime_s (never more than JOB_TIME_LIMIT_S) -> failed "timed out …".
+    start_timeout_s = models.PositiveIntegerField(null=True, blank=True)
+    max_runtime_s = models.PositiveIntegerField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -57,6 +75,7 @@ class GenerationJob(models.Model):
             models.Index(fields=["project", "-created_at"], name="job_project_created_idx"),
             models.Index(fields=["status", "-created_at"], name="job_status_created_idx"),
             models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat_idx"),
+            models.Index(fields=["status", "admitted_at", "queue"], name="job_status_admitted_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -66,6 +85,13 @@ class GenerationJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_type} {self.id} ({self.status})"
+
+    @property
+    def current_queue_position(self) -> int | None:
+        """CONTRACT.md `queue_position`: 1 = starts next, while waiting for admission; null otherwise."""
+        if self.status != states.QUEUED or self.admitted_at is not None:
+            return None
+        return self.queue_position
 
     @property
     def duration_s(self) -> float | None:
@@ -78,7 +104,8 @@ class GenerationJob(models.Model):
 class JobEvent(models.Model):
     STATUS = "status"  # the job's status changed (created, started, finished, re-queued…)
     PROGRESS = "progress"  # progress or stage moved within an attempt
-    KIND_CHOICES = [(STATUS, "Status"), (PROGRESS, "Progress")]
+    ARTIFACT = "artifact"  # an artifact was stored (or reused) during an attempt: `data` holds its message
+    KIND_CHOICES = [(STATUS, "Status"), (PROGRESS, "Progress"), (ARTIFACT, "Artifact")]
 
     job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="events")
     seq = models.PositiveIntegerField()
@@ -88,6 +115,9 @@ class JobEvent(models.Model):
     stage = models.CharField(max_length=200, blank=True, default="")
     message = models.TextField(blank=True, default="")
     attempt = models.PositiveIntegerField(default=1)
+    # For an artifact event, the artifact message's own fields ({"kind", "name", "url", "scene", "reused"}),
+    # so a replay (resume, Last-Event-ID) sends the same message the live push did.
+    data = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -96,3 +126,67 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}#{self.seq} {self.status} {self.progress:.1f}"
+
+
+class UserJobLimit(models.Model):
+    """Staff's per-user override of JOBS_MAX_RUNNING_PER_USER (0 = no limit for this user)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                related_name="job_limit")
+    max_running = models.PositiveIntegerField(help_text="How many of this user's jobs may run at once (0 = no limit).")
+
+    class Meta:
+        verbose_name = "per-user job limit"
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.max_running or 'no limit'}"
+
+
+class FairShareTag(models.Model):
+    """Admission's memory between passes (jobs/admission.py): each user's virtual finish tag, and the clock.
+
+    Only the admission pass reads and writes these rows, under its lock.
+    """
+
+    key = models.CharField(max_length=64, primary_key=True)  # "user:<id>" or "clock"
+    tag = models.FloatField(default=0.0)
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.tag:g}"
+class SceneCheckpoint(models.Model):
+    """One scene's artifact of one per-scene stage (an image, a narration clip): where the job's scene work stands.
+
+    A row is the checkpoint a new attempt reads: `fingerprint` is a hash of everything the artifact was made
+    from (scene text, params, backend and its version), so an attempt reuses a `done` artifact whose
+    fingerprint still matches and whose file still exists, and renders only the rest (jobs/scenes.py). "All
+    scenes done" before assembly is counted from these rows, never from Celery task results.
+    """
+
+    PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+    STATE_CHOICES = [(PENDING, "Pending"), (RUNNING, "Running"), (DONE, "Done"), (FAILED, "Failed")]
+
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="scene_checkpoints")
+    scene = models.PositiveIntegerField()  # 1-based, as Scene.index
+    kind = models.CharField(max_length=16)  # the stage's artifact kind: image, audio
+    stage = models.CharField(max_length=32)  # the plan stage that makes it: images, audio
+    fingerprint = models.CharField(max_length=64)
+    attempt = models.PositiveIntegerField()  # the attempt that last rendered or reused it
+    state = models.CharField(max_length=16, choices=STATE_CHOICES, default=PENDING)
+    reused = models.BooleanField(default=False)  # `attempt` took it from an earlier attempt without rendering
+    renders = models.PositiveIntegerField(default=0)  # times it was rendered, over all attempts
+    name = models.CharField(max_length=255, blank=True, default="")  # path under the job's folder
+    bytes = models.BigIntegerField(default=0)
+    content_type = models.CharField(max_length=100, blank=True, default="")
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    meta = models.JSONField(default=dict, blank=True)
+    worker = models.CharField(max_length=255, blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)  # of the latest render
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["job", "scene", "kind"]
+        constraints = [models.UniqueConstraint(fields=["job", "kind", "scene"], name="scenecheckpoint_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} scene {self.scene} {self.kind} ({self.state}, attempt {self.attempt})"

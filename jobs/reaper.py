@@ -102,13 +102,17 @@ def _reap_lost_workers(report: ReapReport, now: datetime, conf: JobSettings) -> 
 
 
 def _redispatch_waiting(report: ReapReport, now: datetime, conf: JobSettings) -> None:
-    """Dispatch queued jobs never dispatched (broker down at create) or whose dispatch went nowhere."""
+    """Send admitted jobs again whose send failed (broker down) or whose message went nowhere.
+
+    Only admitted jobs: the others wait in the database for admission (jobs/admission.py), not in the
+    broker, so a long backlog is never re-sent and adds no duplicate messages.
+    """
     from .dispatch import dispatch_job
 
     grace = min(UNDISPATCHED_GRACE_S, conf.QUEUED_REDISPATCH_AFTER_S)
     # An external job waits for its caller's task (JobService.create_job): there is no plan to send.
-    waiting = GenerationJob.objects.filter(status=states.QUEUED, external=False).filter(
-        Q(dispatched_at__isnull=True, queued_at__lt=now - timedelta(seconds=grace))
+    waiting = GenerationJob.objects.filter(status=states.QUEUED, external=False, admitted_at__isnull=False).filter(
+        Q(dispatched_at__isnull=True, admitted_at__lt=now - timedelta(seconds=grace))
         | Q(dispatched_at__lt=now - timedelta(seconds=conf.QUEUED_REDISPATCH_AFTER_S))
     ).values_list("pk", "job_type", "attempts")
     for job_id, job_type, attempt in waiting:

@@ -8,7 +8,7 @@ from django.db.models import Min, Q, QuerySet, Subquery
 from . import states
 from .exceptions import JobNotFound
 from .ids import parse_uuid
-from .models import GenerationJob, JobEvent
+from .models import GenerationJob, JobEvent, SceneCheckpoint
 
 
 def jobs_for_user(*, user: Any) -> QuerySet[GenerationJob]:
@@ -68,3 +68,34 @@ def job_latest_captions(*, job: GenerationJob) -> GenerationJob | None:
     return (GenerationJob.objects.filter(project_id=job.project_id, job_type=CAPTIONS.job_type, status=states.COMPLETED,
                                          params__source_job_id=str(job.pk))
             .order_by("-completed_at").first())
+
+
+def job_scene_previews(*, job: GenerationJob) -> list[dict[str, Any]]:
+    """The job's stored scene artifacts, one entry per scene: {"scene", "image", "audio"} (URLs or None)."""
+    from .locations import key_url
+
+    scenes: dict[int, dict[str, Any]] = {}
+    rows = SceneCheckpoint.objects.filter(job=job, state=SceneCheckpoint.DONE).order_by("scene", "kind")
+    for scene, kind, name in rows.values_list("scene", "kind", "name"):
+        scenes.setdefault(scene, {"scene": scene, "image": None, "audio": None})[kind] = key_url(job.pk, name)
+    return [scenes[number] for number in sorted(scenes)]
+
+
+def jobs_scenes_done(*, job_ids: list[Any]) -> dict[str, tuple[int, int]]:
+    """Per job: (scenes whose every per-scene artifact of the current attempt is done, scenes known)."""
+    done: dict[str, set[int]] = {}
+    totals: dict[str, set[int]] = {}
+    kinds: dict[str, set[str]] = {}
+    rows = (SceneCheckpoint.objects.filter(job_id__in=job_ids)
+            .values_list("job_id", "scene", "kind", "state", "attempt", "job__attempts"))
+    per_scene: dict[tuple[str, int], int] = {}
+    for job_id, scene, kind, state, attempt, current in rows:
+        key = str(job_id)
+        totals.setdefault(key, set()).add(scene)
+        kinds.setdefault(key, set()).add(kind)
+        if state == SceneCheckpoint.DONE and attempt == current:
+            per_scene[(key, scene)] = per_scene.get((key, scene), 0) + 1
+    for (key, scene), count in per_scene.items():
+        if count == len(kinds[key]):
+            done.setdefault(key, set()).add(scene)
+    return {key: (len(done.get(key, ())), len(scenes)) for key, scenes in totals.items()}

@@ -14,10 +14,11 @@ from .worker import JobStageTask
 
 
 def _stage_task(stage: Stage) -> Task:
-    """The task running `stage` of a job attempt: `jobs.tasks.<stage.task>` (job id, attempt)."""
+    """The task running `stage` of a job attempt: `jobs.tasks.<stage.task>` (job id, attempt[, scene]); a
+    per-scene stage's task runs one scene (jobs/scenes.py), or every scene when sent without one."""
 
-    def run(self: JobStageTask, job_id: str, attempt: int) -> dict[str, Any]:
-        return self.run_stage(job_id, attempt, stage.name)
+    def run(self: JobStageTask, job_id: str, attempt: int, scene: int | None = None) -> dict[str, Any]:
+        return self.run_stage(job_id, attempt, stage.name, scene)
 
     run.__name__ = run.__qualname__ = stage.task
     run.__doc__ = f"The {stage.name} stage of a job attempt (queue and order come from the job's plan)."
@@ -59,3 +60,20 @@ def sweep_media_task() -> dict[str, int]:
     from .media_sweep import media_sweep
 
     return media_sweep().as_dict()
+
+
+@shared_task(name="jobs.tasks.expire_artifacts_task", acks_late=False)
+def expire_artifacts_task() -> dict[str, int]:
+    """Periodic: delete finished jobs' artifacts past ARTIFACT_RETENTION_DAYS, in batches (jobs/retention.py)."""
+    from .retention import expire_artifacts
+
+    return expire_artifacts().as_dict()
+
+
+@shared_task(name="jobs.tasks.enforce_deadlines_task", acks_late=False)
+def enforce_deadlines_task() -> dict[str, Any]:
+    """Periodic (every few seconds): expire jobs waiting past start_timeout_s, fail jobs running past
+    max_runtime_s, then one admission pass (jobs/deadlines.py)."""
+    from .deadlines import enforce_deadlines
+
+    return enforce_deadlines()

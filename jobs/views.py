@@ -14,9 +14,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from api.throttling import THROTTLED_TEXT, job_create_allowed
+
 from . import selectors, services, states
-from .display import format_duration
-from .exceptions import InvalidTransition, JobNotFound
+from .display import format_duration, queue_line
+from .exceptions import InvalidJobInput, InvalidTransition, JobNotFound
 from .locations import artifact_url
 from .models import GenerationJob, JobEvent
 
@@ -74,6 +76,21 @@ def artifact_links(job: GenerationJob) -> dict[str, list[dict[str, Any]]]:
     return grouped
 
 
+def retention_state(job: GenerationJob) -> dict[str, Any]:
+    """Whether retention deleted the job's files (jobs/retention.py), when, and when it will."""
+    from django.conf import settings
+    from django.utils.dateparse import parse_datetime
+
+    result = job.result if isinstance(job.result, dict) else {}
+
+    def when(name: str) -> Any:
+        value = result.get(name)
+        return parse_datetime(value) if isinstance(value, str) else None
+
+    return {"expired": bool(result.get("expired")), "expired_at": when("expired_at"),
+            "expires_at": when("expires_at"), "days": settings.ARTIFACT_RETENTION_DAYS}
+
+
 def job_timing(job: GenerationJob) -> tuple[float | None, float | None]:
     """Seconds the current attempt has run, and a linear estimate of the seconds left (None if unknown)."""
     if job.started_at is None:
@@ -107,11 +124,16 @@ def _apply_action(request: HttpRequest, job: GenerationJob) -> None:
         if action == "cancel":
             services.job_cancel(job_id=job.pk)
         elif action == "retry":
+            if not job_create_allowed(request):
+                messages.error(request, THROTTLED_TEXT)
+                return
             services.job_retry(job_id=job.pk)
         else:
             messages.error(request, "Unknown action.")
     except InvalidTransition as exc:
         messages.error(request, exc.reason)
+    except InvalidJobInput as exc:  # the cap on waiting jobs (JOBS_MAX_QUEUED_PER_USER)
+        messages.error(request, exc.message)
 
 
 @login_required
@@ -132,6 +154,8 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
         "project": job.project,
         "timeline": job_timeline(list(selectors.job_timeline_events(job_id=job.pk))),
         "artifacts": artifact_links(job),
+        "retention": retention_state(job),
+        "scene_previews": selectors.job_scene_previews(job=job),
         "captions_track": captions_track(job),
         "elapsed_text": format_duration(elapsed),
         "remaining_text": format_duration(remaining),
@@ -139,5 +163,6 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
         "can_cancel": job.status in states.UNFINISHED,
         "can_retry": job.status in states.RETRYABLE,
         "refresh_s": NOSCRIPT_REFRESH_S,
+        "queue_text": queue_line(job),
     }
     return render(request, "jobs/detail.html", context)

@@ -84,9 +84,23 @@ def _check_db_connections(**_: object) -> None:
     caller's connection."""
     if not _pool_child_keeps_connections:
         return
-    from django.db import close_old_connections
+    from django.db import close_old_connections, connections
 
     close_old_connections()
+    for connection in connections.all(initialized_only=True):
+        if _left_in_a_transaction(connection):
+            connection.close()  # a task ended between our own BEGIN and its COMMIT: never reuse that session
+
+
+def _left_in_a_transaction(connection) -> bool:
+    """A PostgreSQL session inside a transaction Django does not know of (jobs/transition_sql.py and
+    jobs/admission_sql.py open theirs with SQL and end it on every error they can catch; a task killed at the
+    wrong line is the rest): it would hold its row locks for good."""
+    if connection.vendor != "postgresql" or connection.connection is None or connection.in_atomic_block:
+        return False
+    from psycopg.pq import TransactionStatus
+
+    return connection.connection.info.transaction_status != TransactionStatus.IDLE
 
 
 # --- Log context: job_id / task_id on every line logged inside a task (ops/logging.py) ----------------

@@ -81,6 +81,18 @@ WS_CONNECTIONS = Gauge("realtime_websocket_connections", "Open websocket connect
                        multiprocess_mode="livesum")
 REAPER_ACTIONS = Counter("jobs_reaper_actions", "What the reaper did to stale or stuck jobs.", ["action"])
 RETRIES = Counter("jobs_retries", "Job attempts retried after a transient error.", ["job_type"])
+STORE_OPS = Counter("artifact_store_operations", "Artifact store calls (upload, download, read, delete, …) that "
+                    "succeeded.", ["backend", "op"])
+STORE_BYTES = Counter("artifact_store_bytes", "Bytes uploaded to and downloaded from the artifact store.",
+                      ["backend", "direction"])
+STORE_ERRORS = Counter("artifact_store_errors", "Artifact store calls that failed, by kind of failure: "
+                       "unavailable (retried), refused (credentials, bucket), missing (no such object).",
+                       ["backend", "op", "kind"])
+ADMISSION_WAIT = Histogram("jobs_admission_wait_seconds",
+                           "Seconds a job waited in the database before admission sent it to Celery.",
+                           ["queue"], buckets=QUEUE_WAIT_BUCKETS)
+DEADLINES = Counter("jobs_deadlines", "Jobs expired (start_timeout_s) or timed out (max_runtime_s, JOB_TIME_LIMIT_S).",
+                    ["outcome"])
 
 
 def _label(value: object) -> str:
@@ -113,6 +125,16 @@ def observe_run_time(job_type: str, seconds: float) -> None:
 
 
 @_never_raise
+def observe_admission_wait(queue: str, seconds: float) -> None:
+    ADMISSION_WAIT.labels(queue=_label(queue)).observe(max(0.0, float(seconds)))
+
+
+@_never_raise
+def count_deadline(outcome: str) -> None:
+    DEADLINES.labels(outcome=_label(outcome)).inc()
+
+
+@_never_raise
 def count_event(kind: str) -> None:
     EVENTS.labels(kind=_label(kind)).inc()
 
@@ -141,6 +163,18 @@ def ws_connections_dec() -> None:
 @_never_raise
 def count_reaper_action(action: str) -> None:
     REAPER_ACTIONS.labels(action=_label(action)).inc()
+
+
+@_never_raise
+def count_store_op(backend: str, op: str, nbytes: int | None = None) -> None:
+    STORE_OPS.labels(backend=_label(backend), op=_label(op)).inc()
+    if nbytes and op in ("upload", "download"):
+        STORE_BYTES.labels(backend=_label(backend), direction=op).inc(nbytes)
+
+
+@_never_raise
+def count_store_error(backend: str, op: str, kind: str) -> None:
+    STORE_ERRORS.labels(backend=_label(backend), op=_label(op), kind=_label(kind)).inc()
 
 
 @_never_raise
@@ -186,12 +220,28 @@ def queue_keys(queue: str) -> list[str]:
     return [f"{prefix}{queue}" if step == 0 else f"{prefix}{queue}{Channel.sep}{step}" for step in PRIORITY_STEPS]
 
 
+def broker_source() -> str:
+    """Which broker the queue depths come from: "rabbitmq" (an amqp:// broker) or "redis"."""
+    from config.amqp import is_amqp
+    from config.celery import app
+
+    return "rabbitmq" if is_amqp(app.conf.broker_url) else "redis"
+
+
 def queue_depths(queues: Iterable[str] | None = None) -> dict[str, int]:
-    """Messages waiting in each Celery queue (one pipelined round trip; short timeouts)."""
-    import redis
+    """Messages waiting in each Celery queue (Redis: one pipelined round trip; RabbitMQ: a passive declare
+    per queue; short timeouts either way)."""
+    from .redis_clients import client as redis_client
 
     queues = list(queues or getattr(settings, "JOB_QUEUES", QUEUES))
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=1.0, socket_connect_timeout=1.0)
+    if broker_source() == "rabbitmq":
+        from config.celery import app
+
+        from .amqp_queues import queue_depths as amqp_queue_depths
+
+        return amqp_queue_depths(app, queues)
+    # The broker's Redis, through its sentinels when it has some (settings.REDIS_ROLES).
+    client = redis_client(settings.REDIS_ROLES.broker, socket_timeout=1.0, socket_connect_timeout=1.0)
     try:
         pipe = client.pipeline(transaction=False)
         for queue in queues:
@@ -208,10 +258,12 @@ def job_counts() -> dict[tuple[str, str], int]:
     """{(status, job_type): n} for every combination, from one GROUP BY query."""
     from django.db.models import Count
 
+    from config.db_routers import replica_reads
     from jobs.models import GenerationJob
 
     counts = {(status, job_type): 0 for status in states.STATUSES for job_type in plans.JOB_TYPES}
-    rows = GenerationJob.objects.order_by().values_list("status", "job_type").annotate(n=Count("id"))
+    with replica_reads():  # a scrape tolerates the replica's lag (config/db_routers.py)
+        rows = list(GenerationJob.objects.order_by().values_list("status", "job_type").annotate(n=Count("id")))
     for status, job_type, n in rows:
         counts[(status, job_type)] = n
     return counts
@@ -234,14 +286,15 @@ class JobsCollector:
             logger.warning("metrics: job counts unavailable", exc_info=True)
             up.add_metric(["database"], 0)
         depth = GaugeMetricFamily("jobs_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"])
+        source = broker_source()  # the source label names the broker: "redis" or "rabbitmq"
         try:
             for queue, n in queue_depths().items():
                 depth.add_metric([queue], n)
-            up.add_metric(["redis"], 1)
+            up.add_metric([source], 1)
             yield depth
         except Exception:
             logger.warning("metrics: queue depths unavailable", exc_info=True)
-            up.add_metric(["redis"], 0)
+            up.add_metric([source], 0)
         yield up
 
 
@@ -257,6 +310,9 @@ def render(*, include_state: bool = True) -> tuple[bytes, str]:
     if include_state:
         state = CollectorRegistry(auto_describe=False)
         state.register(JobsCollector())
+        from .fair_metrics import FairnessCollector
+
+        state.register(FairnessCollector())
         output += generate_latest(state)
     return output, CONTENT_TYPE_LATEST
 

@@ -1,7 +1,10 @@
 """Serving a job's artifact files to the job's owner, with HTTP range requests for media players.
 
-Files live under MEDIA_ROOT/jobs/<job id>/; a request can never reach outside that folder (no `..`,
-no absolute paths, no symlinks out, no hidden or half-written `.partial` files).
+The URL's path after `artifacts/` is the file's key relative to the job (`a1/video.mp4` is the key
+`jobs/<job id>/a1/video.mp4`); a request can never name a key outside the job (no `..`, no absolute paths,
+no hidden or half-written `.partial` names). With the S3 store the answer is a 302 to a presigned URL
+living ARTIFACT_URL_TTL_S seconds (ranges then go to the store); with the local store the file is streamed
+from MEDIA_ROOT/jobs/<job id>/ (no symlinks out).
 
 Bodies are asynchronous iterators of CHUNK_BYTES: under ASGI Django consumes a synchronous FileResponse or
 generator whole (`sync_to_async(list)`), so every download and `<video>` range request loaded its file or
@@ -16,7 +19,8 @@ import re
 from pathlib import Path
 from typing import IO, Any, AsyncIterator
 
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.conf import settings
+from django.http import Http404, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.generics import GenericAPIView
@@ -24,8 +28,9 @@ from rest_framework.request import Request
 
 from api.negotiation import AnyAcceptNegotiation
 from api.schema import error_responses
-from jobs.locations import job_media_dir
+from jobs.locations import artifact_key, artifact_url, job_media_dir
 from jobs.models import GenerationJob
+from jobs.store import ArtifactStore, StoreRefused, StoreUnavailable, get_store
 
 from .views import JOB_ID, JobObjectMixin
 
@@ -36,29 +41,67 @@ _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 _MAX_RANGE_DIGITS = 18
 
 
-def resolve_artifact_path(job: GenerationJob, relative: str) -> Path:
-    """The file `relative` names inside the job's folder; Http404 for anything else."""
+def clean_relative(relative: str) -> str:
+    """`relative` as key parts joined by "/"; Http404 for anything that could leave the job's keys."""
     parts = [part for part in relative.replace("\\", "/").split("/") if part]
     if not parts or "\x00" in relative or any(part.startswith(".") for part in parts):
         raise Http404("no such artifact")
+    return "/".join(parts)
+
+
+def resolve_artifact_path(job: GenerationJob, relative: str, store: ArtifactStore) -> Path:
+    """The local file holding `relative` inside the job's folder; Http404 for anything else."""
+    key = artifact_key(job.pk, clean_relative(relative))
     base = job_media_dir(job.pk).resolve()
+    local = store.local_path(key)
     try:
-        target = base.joinpath(*parts).resolve()
+        target = local.resolve() if local is not None else None
     except (OSError, ValueError, RuntimeError):
         raise Http404("no such artifact") from None
     # resolve() follows symlinks, so this also stops a link pointing out of the folder.
-    if not target.is_relative_to(base) or not target.is_file():
+    if target is None or not target.is_relative_to(base) or not target.is_file():
         raise Http404("no such artifact")
     return target
 
 
-def artifact_content_type(job: GenerationJob, relative: str, path: Path) -> str:
+def artifact_content_type(job: GenerationJob, relative: str) -> str:
     """The type the pipeline recorded for this file, else a guess from its name."""
     artifacts = (job.result or {}).get("artifacts") if isinstance(job.result, dict) else None
+    url = artifact_url(job.pk, relative)
     for item in artifacts or []:
-        if isinstance(item, dict) and item.get("path") == relative.strip("/") and item.get("content_type"):
+        if (isinstance(item, dict) and item.get("content_type")
+                and (item.get("url") == url or item.get("path") == relative)):
             return str(item["content_type"])
-    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return mimetypes.guess_type(relative)[0] or "application/octet-stream"
+
+
+def in_result(job: GenerationJob, relative: str) -> bool:
+    """Whether the job's result lists this file (then it was stored before the job completed)."""
+    url = artifact_url(job.pk, relative)
+    artifacts = (job.result or {}).get("artifacts") if isinstance(job.result, dict) else None
+    return any(isinstance(item, dict) and item.get("url") == url for item in artifacts or [])
+
+
+def redirect_to_store(job: GenerationJob, relative: str, store: ArtifactStore, content_type: str) -> HttpResponse:
+    """302 to a presigned URL of the object; 404 when it is not stored; 503 when the store is down.
+
+    A file the result lists is not looked up first (one round trip to the store saved per download);
+    retention marks the result expired when it deletes the files, so such a URL is no longer listed.
+    """
+    key = artifact_key(job.pk, relative)
+    try:
+        if not in_result(job, relative) and not store.exists(key):
+            raise Http404("no such artifact")
+        url = store.presigned_url(key, ttl_s=settings.ARTIFACT_URL_TTL_S, content_type=content_type,
+                                  filename=relative.rsplit("/", 1)[-1])
+    except (StoreUnavailable, StoreRefused) as exc:
+        response = HttpResponse(f"the artifact store is unavailable: {exc}", status=503, content_type="text/plain")
+        response["Retry-After"] = "5"
+        return response
+    response = HttpResponseRedirect(url)
+    # The URL expires: a cache must not keep the redirect longer than it works.
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
@@ -134,6 +177,7 @@ def serve_file(request: Request, path: Path, content_type: str) -> HttpResponse:
     responses={
         (200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The whole file."),
         (206, "*/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
+        302: OpenApiResponse(description="With the S3 store: a presigned URL of the file (ARTIFACT_URL_TTL_S)."),
         (416, "*/*"): OpenApiResponse(description="The range starts past the end of the file."),
         **error_responses(401, 404),
     },
@@ -144,6 +188,9 @@ class JobArtifactView(JobObjectMixin, GenericAPIView):
 
     def get(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         job = self.get_object()
-        relative = str(kwargs.get("path", ""))
-        path = resolve_artifact_path(job, relative)
-        return serve_file(request, path, artifact_content_type(job, relative, path))
+        relative = clean_relative(str(kwargs.get("path", "")))
+        store = get_store()
+        content_type = artifact_content_type(job, relative)
+        if store.local_path(artifact_key(job.pk, relative)) is None:
+            return redirect_to_store(job, relative, store, content_type)
+        return serve_file(request, resolve_artifact_path(job, relative, store), content_type)

@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from jobs import plans, states
-from jobs.models import GenerationJob, JobEvent
+from jobs.models import PRIORITIES, PRIORITY_NORMAL, GenerationJob, JobEvent
 from webhooks.fields import WebhookEventsField, WebhookUrlField, default_events
 
 _ALLOWED_TYPES = ", ".join(plans.JOB_TYPES)
@@ -58,13 +58,17 @@ class JobSerializer(serializers.ModelSerializer):
     celery_task_id = serializers.CharField(read_only=True)
     params = JobParamsField(read_only=True)
     result = JobResultField(read_only=True, allow_null=True)
+    queue_position = serializers.IntegerField(
+        source="current_queue_position", read_only=True, allow_null=True,
+        help_text="While queued: the job's place in line in its queue (1 = starts next); null otherwise.")
 
     class Meta:
         model = GenerationJob
         fields = [
             "id", "project_id", "job_type", "status", "progress", "current_stage", "error_message",
             "celery_task_id", "params", "result", "attempts", "seq", "created_at", "started_at",
-            "completed_at", "updated_at", "webhook_url", "webhook_events_filter",
+            "completed_at", "updated_at", "webhook_url", "webhook_events_filter", "priority", "queue_position",
+            "start_timeout_s", "max_runtime_s",
         ]
         read_only_fields = fields
 
@@ -105,6 +109,18 @@ class JobCreateSerializer(serializers.Serializer):
         required=False, default=default_events,
         help_text="Events to send: start, progress, artifact, completed (any terminal status).",
     )
+    priority = serializers.ChoiceField(
+        choices=PRIORITIES, required=False, default=PRIORITY_NORMAL,
+        error_messages={"invalid_choice": f'"{{input}}" is not a priority; allowed: {", ".join(PRIORITIES)} '
+                                          "(high for staff only)."},
+        help_text="low or normal; staff may also ask high. Weighs the owner's turns between users.",
+    )
+    start_timeout_s = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=1, max_value=2**31 - 1,
+        help_text="Still queued after this many seconds: cancelled, error_message starting with 'expired'.")
+    max_runtime_s = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=1, max_value=2**31 - 1,
+        help_text="Processing longer than this: failed 'timed out …' (never more than JOB_TIME_LIMIT_S).")
 
 
 class StrictQuerySerializer(serializers.Serializer):
@@ -148,10 +164,18 @@ class JobEventsQuerySerializer(StrictQuerySerializer):
     )
 
 
+class JobRetryRequestSerializer(serializers.Serializer):
+    from_stage = serializers.CharField(
+        required=False, max_length=32,
+        help_text="Re-run from this stage (`parse`: the job type's first), which a completed job may too: the "
+                  "script is read again and only scenes whose inputs changed are rendered.",
+    )
+
+
 class JobEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = JobEvent
-        fields = ["seq", "status", "progress", "stage", "message", "kind", "attempt", "created_at"]
+        fields = ["seq", "status", "progress", "stage", "message", "kind", "attempt", "data", "created_at"]
         read_only_fields = fields
 
 

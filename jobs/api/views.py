@@ -15,13 +15,16 @@ from api.throttling import JobCreateThrottle
 from api.schema import READ_ERRORS, WRITE_ERRORS, error_responses
 from jobs import selectors, services
 from jobs.exceptions import ProjectNotFound
+from jobs.fairness import check_priority
 from jobs.models import GenerationJob
+from ops.replica import ReplicaListMixin
 from projects.selectors import project_get_for_user
 
 from .serializers import (
     JobCancelResponseSerializer,
     JobCreateSerializer,
     JobEventSerializer,
+    JobRetryRequestSerializer,
     JobEventsQuerySerializer,
     JobListFilterSerializer,
     JobSerializer,
@@ -54,7 +57,7 @@ class JobObjectMixin:
         responses={201: JobSerializer, **error_responses(*WRITE_ERRORS, 429), **idempotency.SCHEMA_RESPONSES},
     ),
 )
-class JobListCreateView(idempotency.IdempotentCreateMixin, generics.ListCreateAPIView):
+class JobListCreateView(ReplicaListMixin, idempotency.IdempotentCreateMixin, generics.ListCreateAPIView):
     serializer_class = JobSerializer
 
     def get_throttles(self) -> list:
@@ -84,10 +87,13 @@ class JobListCreateView(idempotency.IdempotentCreateMixin, generics.ListCreateAP
             project = project_get_for_user(project_id=data.validated_data["project_id"], user=request.user)
         except ProjectNotFound:
             raise serializers.ValidationError({"project_id": ["No project with this id among your projects."]})
+        wanted = data.validated_data
+        check_priority(wanted["priority"], request.user)
         job = services.job_create(
-            project=project, job_type=data.validated_data["job_type"], params=data.validated_data["params"],
-            webhook_url=data.validated_data["webhook_url"],
-            webhook_events_filter=data.validated_data["webhook_events_filter"],
+            project=project, job_type=wanted["job_type"], params=wanted["params"],
+            webhook_url=wanted["webhook_url"], webhook_events_filter=wanted["webhook_events_filter"],
+            priority=wanted["priority"], start_timeout_s=wanted["start_timeout_s"],
+            max_runtime_s=wanted["max_runtime_s"],
         )
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED,
                         headers={"Location": f"/api/jobs/{job.pk}/"})
@@ -116,16 +122,23 @@ class JobCancelView(JobObjectMixin, generics.GenericAPIView):
 
 
 @extend_schema(
-    summary="Retry a failed or cancelled job as a new attempt",
+    summary="Retry a failed or cancelled job as a new attempt (or re-run any finished job from a stage)",
+    description="The new attempt reuses every scene image and narration of earlier attempts whose inputs are "
+                "unchanged; its events say `reused`. With `from_stage: \"parse\"` a completed job can be re-run "
+                "too (after editing the script only the changed scenes render).",
     parameters=[JOB_ID],
-    request=None,
-    responses={200: JobSerializer, **error_responses(401, 403, 404, 409)},
+    request=JobRetryRequestSerializer,
+    responses={200: JobSerializer, **error_responses(400, 401, 403, 404, 409, 429)},
 )
 class JobRetryView(JobObjectMixin, generics.GenericAPIView):
     serializer_class = JobSerializer
+    throttle_classes = [JobCreateThrottle]  # a retry queues work like a create does
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        job = services.job_retry(job_id=self.get_object().pk)
+        job = self.get_object()
+        body = JobRetryRequestSerializer(data=request.data if isinstance(request.data, dict) else {})
+        body.is_valid(raise_exception=True)
+        job = services.job_retry(job_id=job.pk, from_stage=body.validated_data.get("from_stage"))
         return Response(JobSerializer(job).data)
 
 

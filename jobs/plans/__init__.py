@@ -6,9 +6,9 @@ Celery routes, progress weights, metrics labels, the API's `job_type` choices an
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from jobs.pipeline.artifacts import StageFiles
 from jobs.pipeline.config import PipelineConfig
 from jobs.pipeline.context import StageContext
 from jobs.pipeline.runner import StageInputs
@@ -53,27 +53,27 @@ def stage_ranges(job_type: str) -> dict[str, tuple[float, float]]:
     return get_plan(job_type).stage_ranges()
 
 
-def build_result(job_type: str, out_dir: Path) -> dict[str, Any]:
-    return get_plan(job_type).build_result(out_dir)
+def build_result(job_type: str, files: StageFiles) -> dict[str, Any]:
+    return get_plan(job_type).build_result(files)
 
 
-def run_job(job_type: str, script: str | None, params: dict[str, Any] | None, out_dir: Path, ctx: StageContext, *,
-            config: PipelineConfig, job_dir: Callable[[str], Path] | None = None) -> dict[str, Any]:
+def run_job(job_type: str, script: str | None, params: dict[str, Any] | None, files: StageFiles, ctx: StageContext,
+            *, config: PipelineConfig, job_files: Callable[[str], StageFiles] | None = None) -> dict[str, Any]:
     """Validate, run every stage of `job_type` in this process and return the result (tests, benchmarks).
 
-    `job_dir` finds other jobs' folders (a captions job reads its source video's); `resolve` is not run here.
+    `job_files` finds other jobs' stored files (a captions job reads its source video's); `resolve` is not run here.
     """
-    inputs = StageInputs(out_dir=out_dir, params=params or {}, config=config, script=script, job_dir=job_dir)
+    inputs = StageInputs(files=files, params=params or {}, config=config, script=script, job_files=job_files)
     return get_plan(job_type).run_in_process(inputs, ctx)
 
 
-def run_stage(stage: str, out_dir: Path, ctx: StageContext, *, params: dict[str, Any], config: PipelineConfig,
+def run_stage(stage: str, files: StageFiles, ctx: StageContext, *, params: dict[str, Any], config: PipelineConfig,
               script: str | None = None) -> list[Any]:
-    """Run one stage by name, reading its inputs from `out_dir` (as a separate task per stage does)."""
+    """Run one stage by name, reading its inputs from `files` (as a separate task per stage does)."""
     named = {s.name: s for s in REGISTRY.stage_tasks().values()}
     if stage not in named:
         raise ValueError(f"unknown stage {stage!r}; expected one of {tuple(named)}")
-    return named[stage].run(StageInputs(out_dir=out_dir, params=params, config=config, script=script), ctx)
+    return named[stage].run(StageInputs(files=files, params=params, config=config, script=script), ctx)
 
 
 __all__ = [

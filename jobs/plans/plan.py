@@ -8,12 +8,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from jobs.pipeline.artifacts import Artifact
+from jobs.pipeline.artifacts import Artifact, StageFiles
 from jobs.pipeline.context import ScaledContext, StageContext
 from jobs.pipeline.runner import StageInputs, StageRun, collect_artifacts, scenes_summary
+from jobs.pipeline.scenework import SceneWork
 
 from .params import Param, clean_fields, fields_schema
 
@@ -30,6 +30,10 @@ class Stage:
     weight: float  # its share of the job's progress, relative to the plan's other stages
     kind: str  # the artifact kind it records: its manifest, and result.artifacts[].kind
     task: str  # the Celery task's short name; one task name always runs the same stage name
+    # Set: the stage runs as one task per scene (its `task` with the scene's number), each scene's artifact
+    # checkpointed and reused by later attempts (jobs/scenes.py); `run` still does all scenes in one go
+    # (run_in_process: tests, benchmarks).
+    per_scene: SceneWork | None = None
 
     @property
     def task_name(self) -> str:
@@ -60,8 +64,8 @@ class JobPlan:
     # Create-time checks that need the database (e.g. "that job is a completed full_video of this project"):
     # gets the project and the cleaned params, returns the params to store; raises pipeline.ValidationError.
     resolve: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None
-    # The result's fields besides `artifacts`, read from the job's folder once the last stage is done.
-    summary: Callable[[Path], dict[str, Any]] = scenes_summary
+    # The result's fields besides `artifacts`, read from the attempt's stored files once the last stage is done.
+    summary: Callable[[StageFiles], dict[str, Any]] = scenes_summary
     groups: tuple[tuple[Stage, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -81,6 +85,15 @@ class JobPlan:
                 raise ValueError(f"{self.job_type}: two stages have the same {attribute}")
         if any(not _NAME.match(stage.name) or stage.weight <= 0 for stage in stages):
             raise ValueError(f"{self.job_type}: stage names are identifiers and weights are positive")
+        # Scene tasks need the scenes an earlier step parsed, and a step is fanned out as a whole.
+        for number, group in enumerate(groups):
+            scene_stages = [stage for stage in group if stage.per_scene is not None]
+            # The single stage before it fans the scenes out when it ends (jobs/scenes.py).
+            if scene_stages and (number == 0 or len(scene_stages) != len(group) or len(groups[number - 1]) != 1):
+                raise ValueError(f"{self.job_type}: a per-scene step follows a single stage (the parse) and has "
+                                 "only per-scene stages")
+            if any(stage.per_scene is not None and stage.per_scene.kind != stage.kind for stage in scene_stages):
+                raise ValueError(f"{self.job_type}: a per-scene stage's work makes its own kind")
 
     @property
     def stages(self) -> tuple[Stage, ...]:
@@ -109,6 +122,17 @@ class JobPlan:
             if stage.name == name:
                 return stage
         raise KeyError(f"{self.job_type} has no stage {name!r}")
+
+    def group_index(self, name: str) -> int:
+        """The number of the step that runs stage `name`; KeyError if this plan has none."""
+        for number, group in enumerate(self.groups):
+            if any(stage.name == name for stage in group):
+                return number
+        raise KeyError(f"{self.job_type} has no stage {name!r}")
+
+    def is_scene_step(self, number: int) -> bool:
+        """Whether step `number` runs as one task per scene (see Stage.per_scene)."""
+        return any(stage.per_scene is not None for stage in self.groups[number])
 
     def running_beside(self, name: str) -> int:
         """How many stages run at the same time as `name`, itself included (they share the event rate)."""
@@ -139,18 +163,17 @@ class JobPlan:
     def params_schema(self) -> dict[str, Any]:
         return fields_schema(self.params)
 
-    def build_result(self, out_dir: Path) -> dict[str, Any]:
-        """The job's result from its stages' manifests; PermanentError if a stage has not completed."""
-        artifacts: list[Artifact] = collect_artifacts(((s.name, s.kind) for s in self.stages), out_dir)
-        return {"artifacts": [artifact.to_dict(out_dir) for artifact in artifacts], **self.summary(out_dir)}
+    def build_result(self, files: StageFiles) -> dict[str, Any]:
+        """The job's result from its stages' manifests (artifacts by key); PermanentError if a stage has not completed."""
+        artifacts: list[Artifact] = collect_artifacts(((s.name, s.kind) for s in self.stages), files)
+        return {"artifacts": [artifact.to_dict() for artifact in artifacts], **self.summary(files)}
 
     def run_in_process(self, inputs: StageInputs, ctx: StageContext) -> dict[str, Any]:
         """Run every stage one after another in this process (tests, benchmarks) and return the result."""
         params = self.clean_params(inputs.params)
-        inputs = StageInputs(out_dir=inputs.out_dir, params=params, config=inputs.config, script=inputs.script,
-                             job_dir=inputs.job_dir)
-        inputs.out_dir.mkdir(parents=True, exist_ok=True)
+        inputs = StageInputs(files=inputs.files, params=params, config=inputs.config, script=inputs.script,
+                             job_files=inputs.job_files)
         ranges = self.stage_ranges()
         for stage in self.stages:
             stage.run(inputs, ScaledContext(ctx, *ranges[stage.name]))
-        return self.build_result(inputs.out_dir)
+        return self.build_result(inputs.files)

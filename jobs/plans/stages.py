@@ -1,7 +1,7 @@
 """The stages the built-in job types share; each plan places them on its own queues with its own weights."""
 from __future__ import annotations
 
-from jobs.pipeline import runner
+from jobs.pipeline import runner, scenework
 
 from .plan import Stage
 
@@ -12,13 +12,15 @@ def parse(*, queue: str, weight: float) -> Stage:
 
 
 def images(*, queue: str, weight: float) -> Stage:
-    """One image per scene."""
-    return Stage("images", runner.image_stage, queue=queue, weight=weight, kind="image", task="generate_images_task")
+    """One image per scene, one task per scene."""
+    return Stage("images", runner.image_stage, queue=queue, weight=weight, kind="image", task="generate_images_task",
+                 per_scene=scenework.IMAGE)
 
 
 def narration(*, queue: str, weight: float) -> Stage:
-    """One narration WAV per scene."""
-    return Stage("audio", runner.audio_stage, queue=queue, weight=weight, kind="audio", task="generate_narration_task")
+    """One narration WAV per scene, one task per scene."""
+    return Stage("audio", runner.audio_stage, queue=queue, weight=weight, kind="audio", task="generate_narration_task",
+                 per_scene=scenework.NARRATION)
 
 
 def video(*, queue: str, weight: float) -> Stage:

@@ -19,12 +19,14 @@ def _webhooks_sweep_interval_s() -> float:
 # name -> (task, interval in seconds, a jobs settings attribute, or a function of the settings)
 PERIODIC_TASKS: dict[str, tuple[str, str | int | Callable[[], float]]] = {
     "jobs: reap stale and undispatched jobs": ("jobs.tasks.reap_jobs_task", "REAPER_INTERVAL_S"),
+    "jobs: deadlines and admission": ("jobs.tasks.enforce_deadlines_task", "DEADLINES_INTERVAL_S"),
     "jobs: delete expired task results": ("jobs.tasks.cleanup_results_task", 600),
     "api: delete expired Idempotency-Keys": ("api.tasks.sweep_idempotency_keys_task", 3600),
     "webhooks: send due deliveries (retries, lost tasks)": ("webhooks.tasks.sweep_deliveries_task",
                                                             _webhooks_sweep_interval_s),
     "webhooks: delete old deliveries": ("webhooks.tasks.cleanup_deliveries_task", 3600),
     "jobs: sweep stage leftovers and deleted jobs' folders": ("jobs.tasks.sweep_media_task", 600),
+    "jobs: delete artifacts past ARTIFACT_RETENTION_DAYS": ("jobs.tasks.expire_artifacts_task", 3600),
 }
 
 
