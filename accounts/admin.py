@@ -11,13 +11,15 @@ from django.http import HttpRequest
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
+from ops.replica import ReplicaChangeListMixin
+
 from .models import ApiToken
 from .services import user_delete
 
 User = get_user_model()
 
 
-class AccountUserAdmin(UserAdmin):
+class AccountUserAdmin(ReplicaChangeListMixin, UserAdmin):
     """Django's user admin; deleting a user cancels their jobs and removes their files first."""
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
@@ -28,7 +30,7 @@ class AccountUserAdmin(UserAdmin):
             user_delete(user=user)
 
 
-class MaskedTokenAdmin(TokenAdmin):
+class MaskedTokenAdmin(ReplicaChangeListMixin, TokenAdmin):
     """DRF's token admin without the keys in clear: anyone with a glance at the list could use them."""
 
     list_display = ("masked_key", "user", "created")

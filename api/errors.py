@@ -13,7 +13,7 @@ from django.views import defaults
 from rest_framework import status
 from rest_framework.response import Response
 
-from jobs.exceptions import InvalidJobInput, InvalidTransition, JobNotFound, ProjectNotFound
+from jobs.exceptions import InvalidJobInput, InvalidTransition, JobNotFound, ProjectNotFound, TooManyQueuedJobs
 
 from .parsers import max_body_bytes
 
@@ -30,6 +30,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return Response({"detail": f"{kind} not found."}, status=status.HTTP_404_NOT_FOUND)
     if isinstance(exc, InvalidTransition):
         return Response({"detail": exc.reason}, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, TooManyQueuedJobs):
+        return Response({"detail": exc.message, exc.field: [exc.message]}, status=status.HTTP_429_TOO_MANY_REQUESTS)
     if isinstance(exc, InvalidJobInput):
         return Response({exc.field: [exc.message]}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, RequestDataTooBig):

@@ -186,7 +186,9 @@ class IdempotentCreateMixin:
 
 SCHEMA_PARAMETERS = [
     OpenApiParameter(
-        HEADER, {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS}, OpenApiParameter.HEADER,
+        # The pattern is what idempotency_key() accepts: printable ASCII (space to tilde).
+        HEADER, {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS, "pattern": "^[ -~]+$"},
+        OpenApiParameter.HEADER,
         required=False,
         description="Any unique string (a UUID is a good choice). Within 24 h, the same key with the same body "
                     "returns the first response again and creates nothing; keys are per user."),

@@ -46,6 +46,7 @@ _DESCRIPTIONS = {
     413: "The request body is larger than the configured limit.",
     415: "The request body is not JSON.",
     429: "Too many requests; see the Retry-After header.",
+    503: "A service this request needs is down for the moment; see the Retry-After header.",
 }
 
 

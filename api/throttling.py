@@ -33,3 +33,12 @@ class JobCreateThrottle(SimpleRateThrottle):
         except Exception:
             logger.warning("job-create throttle cache unavailable; allowing the request", exc_info=True)
             return True
+
+
+def job_create_allowed(request: Any) -> bool:
+    """The same per-user creation limit for the pages (project forms, retry buttons): every way of queuing
+    work counts against JOBS_CREATE_RATE, or the API's limit could be walked around through a form."""
+    return JobCreateThrottle().allow_request(request, None)
+
+
+THROTTLED_TEXT = "You are creating jobs too fast (JOBS_CREATE_RATE); try again in a minute."

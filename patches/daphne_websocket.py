@@ -12,7 +12,15 @@ frame (`autoPingRestartOnAnyTraffic`, crossbario/autobahn-python#1327). Here:
   does) until the reader takes it below that; a reader that has not done so within
   `WEBSOCKETS["SEND_STALL_S"]` is closed with 4413, and sends to a closing socket are dropped;
 - pings go out every `--ping-interval` whatever the peer sends, and only a pong answers one: no pong within
-  `--ping-timeout` drops the connection.
+  `--ping-timeout` drops the connection;
+- the closing handshake waits `WEBSOCKETS["CLOSE_HANDSHAKE_S"]` for the peer's reply before the
+  connection is aborted (autobahn's 1 s is too short for a flooding client's reply on a busy process);
+- a `websocket.close` after accepting carries its ASGI `reason` into the close frame (daphne's
+  `serverClose` sends the code only), so a client can tell why (realtime/layer_down.py's 4503);
+- once a request was upgraded, its HTTP channel and request objects are let go. Upstream leaves the
+  `HTTPChannel` registered as the TCP transport's producer, so it and the `WebRequest` in its `requests`
+  (parsed headers, body buffer, ~30 attributes each) live as long as the websocket, doing nothing: with
+  the request never finished, `HTTPChannel.pauseProducing` does not pause the transport.
 """
 from __future__ import annotations
 
@@ -63,7 +71,7 @@ async def _hold_back(protocol: Any) -> None:
             logger.warning("websocket %s closed: %d bytes unsent for %.0f s (slow reader)",
                            protocol.client_addr, unsent_bytes(protocol.transport), _limit("SEND_STALL_S", 10.0))
             # The peer may never read this frame; autobahn drops the TCP connection when the closing
-            # handshake times out (closeHandshakeTimeout, 1 s), which frees the buffer.
+            # handshake times out (closeHandshakeTimeout), which frees the buffer.
             protocol.sendClose(code=CLOSE_SLOW_READER, reason="slow reader: too much unsent data")
             return
         await asyncio.sleep(POLL_S)
@@ -84,6 +92,12 @@ def install() -> None:
         if websocket and message.get("type") == "websocket.send" and protocol.state in (
                 protocol.STATE_CLOSING, protocol.STATE_CLOSED):
             return  # closed for a slow reader or a ping timeout: autobahn would raise Disconnected
+        if websocket and message.get("type") == "websocket.close" and message.get("reason") and \
+                protocol.state == protocol.STATE_OPEN:
+            # Truncated to the 123 bytes a close frame holds (autobahn refuses more).
+            reason = str(message["reason"]).encode("utf-8")[:123].decode("utf-8", "ignore")
+            protocol.sendClose(code=message.get("code") or 1000, reason=reason)
+            return
         await stock_handle_reply(self, protocol, message)
         if websocket and message.get("type") == "websocket.send":
             await _hold_back(protocol)
@@ -98,8 +112,33 @@ def install() -> None:
 
     def factory_init(self: WebSocketFactory, *args: Any, **kwargs: Any) -> None:
         stock_factory_init(self, *args, **kwargs)
-        self.setProtocolOptions(autoPingRestartOnAnyTraffic=False)  # daphne's own options leave it alone
+        # autobahn waits 1 s for the peer's closing frame, then aborts the TCP connection (a reset). A client
+        # that flooded the socket has its reply queued behind the flood, which a busy process reads slowly:
+        # after a reset it may never see the close code (4429) that was sent first. Give it longer.
+        self.setProtocolOptions(autoPingRestartOnAnyTraffic=False,  # daphne's own options leave it alone
+                                closeHandshakeTimeout=_limit("CLOSE_HANDSHAKE_S", 5.0))
+
+    from daphne.http_protocol import WebRequest
+
+    stock_process = WebRequest.process
+
+    def process(self: WebRequest) -> Any:
+        result = stock_process(self)
+        _release_upgraded(self, WebSocketProtocol)
+        return result
 
     Server.handle_reply = handle_reply
     WebSocketProtocol.onMessage = on_message
     WebSocketFactory.__init__ = factory_init
+    WebRequest.process = process
+
+
+def _release_upgraded(request: Any, websocket_protocol: type) -> None:
+    """After daphne handed a request's TCP transport to a websocket protocol: unregister the HTTP channel
+    from the transport, so the channel and the request are freed (plain TCP only; TLS wrappers keep theirs)."""
+    channel = getattr(request, "channel", None)
+    transport = getattr(channel, "transport", None)
+    if request.transport is not None or transport is None:
+        return  # not upgraded (daphne clears the request's transport when it hands it over)
+    if isinstance(getattr(transport, "protocol", None), websocket_protocol) and transport.producer is channel:
+        transport.unregisterProducer()

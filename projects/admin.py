@@ -5,12 +5,14 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from ops.replica import ReplicaChangeListMixin
+
 from .models import Project
 from .services import project_delete
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ReplicaChangeListMixin, admin.ModelAdmin):
     list_display = ("name", "owner", "id", "created_at", "updated_at")
     list_filter = (("created_at", admin.DateFieldListFilter),)
     search_fields = ("id", "name", "owner__username")

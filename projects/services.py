@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from typing import Any
 
 from django.db import transaction
 
-from jobs.locations import job_media_dir
+from jobs.retention import delete_job_files
 from jobs.services import jobs_cancel_unfinished
 
 from .models import Project
@@ -31,11 +30,11 @@ def project_update(*, project: Project, name: str | None = None, script: str | N
 
 
 def project_delete(*, project: Project) -> None:
-    """Cancel unfinished jobs, delete the rows, then remove the jobs' artifacts from disk."""
+    """Cancel unfinished jobs, delete the rows, then remove the jobs' stored artifacts."""
     job_ids = [str(pk) for pk in project.jobs.values_list("pk", flat=True)]
     cancelled = jobs_cancel_unfinished(project_id=project.pk)
     with transaction.atomic():
         project.delete()
     for job_id in job_ids:
-        shutil.rmtree(job_media_dir(job_id), ignore_errors=True)
+        delete_job_files(job_id)
     logger.info("project %s: deleted (%d jobs cancelled)", project.pk, cancelled, extra={"project_id": str(project.pk)})

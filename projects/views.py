@@ -6,15 +6,20 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from api.throttling import THROTTLED_TEXT, job_create_allowed
 from jobs import plans
 from jobs import selectors as job_selectors
 from jobs import services as job_services
+from jobs.display import queue_line
 from jobs.exceptions import InvalidJobInput, ProjectNotFound
 
 from . import selectors, services
 from .forms import ProjectForm, ScriptForm, job_start_forms
 
 PROJECT_PAGE_JOBS = 50
+# Per job type: the artifacts each scene gets (its per-scene stages), for the "Scenes done" column.
+SCENE_KINDS = {plan.job_type: sum(1 for stage in plan.stages if stage.per_scene is not None)
+               for plan in plans.REGISTRY.all()}
 
 
 @login_required
@@ -40,6 +45,7 @@ def project_detail(request: HttpRequest, project_id: str) -> HttpResponse:
     action = request.POST.get("action") if request.method == "POST" else None
     script_form = ScriptForm(request.POST if action == "save_script" else None, initial={"script": project.script})
     submitted = request.POST.get("job_type") if action == "start_job" else None
+    status = 200
     start_forms = job_start_forms(request.POST if submitted else None, submitted=submitted, project=project)
 
     if action == "save_script" and script_form.is_valid():
@@ -47,7 +53,10 @@ def project_detail(request: HttpRequest, project_id: str) -> HttpResponse:
         return redirect("project-detail", project_id=project.pk)
     if submitted:
         form = next((f for f in start_forms if f.job_type == submitted), None)
-        if form is not None and form.is_valid():
+        if form is not None and form.is_valid() and not job_create_allowed(request):
+            form.add_job_error("JOBS_CREATE_RATE", THROTTLED_TEXT)
+            status = 429
+        elif form is not None and form.is_valid():
             try:
                 job = job_services.job_create(project=project, job_type=submitted, params=form.cleaned_data)
             except InvalidJobInput as exc:
@@ -55,7 +64,13 @@ def project_detail(request: HttpRequest, project_id: str) -> HttpResponse:
             else:
                 return redirect("job-detail", job_id=job.pk)
 
-    jobs = job_selectors.jobs_for_project(project_id=project.pk, user=request.user)[:PROJECT_PAGE_JOBS]
+    jobs = list(job_selectors.jobs_for_project(project_id=project.pk, user=request.user)[:PROJECT_PAGE_JOBS])
+    scenes_done = job_selectors.jobs_scenes_done(job_ids=[job.pk for job in jobs])
+    for job in jobs:
+        job.queue_text = queue_line(job)  # "3rd in line, starts in about 2 min"
+        # "3 / 8": scenes whose image and narration are stored (live: static/js/pages.js)
+        job.scenes_done, job.scenes_total = scenes_done.get(str(job.pk), (0, 0))
+        job.scene_kinds = SCENE_KINDS.get(job.job_type, 0)
     context = {"project": project, "script_form": script_form, "start_forms": start_forms, "jobs": jobs,
-               "job_type_labels": dict(plans.JOB_TYPE_CHOICES)}
-    return render(request, "projects/detail.html", context)
+               "job_type_labels": dict(plans.JOB_TYPE_CHOICES), "scene_kinds": SCENE_KINDS}
+    return render(request, "projects/detail.html", context, status=status)

@@ -22,7 +22,7 @@ from jobs.ids import parse_uuid
 from ops import metrics
 from patches.channels_consumer import InboxDispatchMixin
 
-from . import events
+from . import events, layer_down
 from .guards import SocketGuards
 from .history import REPLAY_BATCH, latest_seqs, replay_page
 from .limits import COST_CHEAP, COST_DATABASE
@@ -89,7 +89,18 @@ class JobStatusConsumer(SocketGuards, InboxDispatchMixin, AsyncJsonWebsocketCons
         self.last_seq: dict[str, int] = {}  # per job: the highest seq this client was sent
         self.authorized = False  # set once the user is known to own the stream's job or project
         self.user: Any = None
+        self.connecting = False  # set once websocket.connect reached connect()
         self.init_guards()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # The consumer subscribes its own channel before any handler runs: with the channel layer's Redis
+        # down that raised, and daphne answered the handshake with a bare HTTP 500.
+        try:
+            await super().__call__(scope, receive, send)
+        except layer_down.LAYER_ERRORS as exc:
+            if self.connecting:
+                raise  # a failure later on (e.g. leaving the groups): daphne closes the socket (1011)
+            await layer_down.refuse_websocket(receive, send, exc)
 
     # hooks for the two streams
     def target_groups(self) -> list[str] | None:
@@ -106,6 +117,7 @@ class JobStatusConsumer(SocketGuards, InboxDispatchMixin, AsyncJsonWebsocketCons
 
     # connection
     async def connect(self) -> None:
+        self.connecting = True
         # Accept first: a close before accepting reaches the client as a bare HTTP 403, not our code.
         await self.accept()
         user = self.scope.get("user")
@@ -120,8 +132,14 @@ class JobStatusConsumer(SocketGuards, InboxDispatchMixin, AsyncJsonWebsocketCons
         # de-duplicated by seq) instead of being lost; job_status ignores pushes until authorised.
         # channels leaves self.groups on disconnect, including after a 4404.
         self.groups = groups
-        for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        try:
+            for group in groups:
+                await self.channel_layer.group_add(group, self.channel_name)
+        except layer_down.LAYER_ERRORS as exc:  # its Redis went since our channel subscribed
+            layer_down.log_refused("websocket", exc)
+            self.closing = True
+            await self.close(code=layer_down.CLOSE_TRY_AGAIN_LATER, reason=layer_down.REASON)
+            return
         snapshots = await self.load_snapshots(user)
         if snapshots is None:
             await self.close(code=CLOSE_NOT_FOUND)
@@ -255,6 +273,10 @@ class JobStatusConsumer(SocketGuards, InboxDispatchMixin, AsyncJsonWebsocketCons
         if not self.authorized or self.closing:
             return
         message = event.get("payload") or {}
+        if message.get("type") == events.QUEUE_MESSAGE:  # a place in line: no seq, nothing to de-duplicate
+            text = event.get("text")
+            await self.send(text_data=text if isinstance(text, str) else events.encode(message))
+            return
         job_id, seq = message.get("job_id"), message.get("seq")
         if not isinstance(job_id, str) or not isinstance(seq, int):
             return

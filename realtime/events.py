@@ -1,7 +1,8 @@
 """The websocket payloads (CONTRACT.md "WebSockets") and the channel-layer group names, in one place.
 
 Every message a client receives about a job is a `status` message of the same shape, whether it is a
-snapshot, a replayed JobEvent or a live push; tests check the shape against STATUS_KEYS.
+snapshot, a replayed JobEvent or a live push (tests check the shape against STATUS_KEYS), or an `artifact`
+message (ARTIFACT_KEYS) for an artifact event; both carry the seq of their JobEvent.
 """
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from jobs import states
 # The channel-layer event type; channels routes "job.status" to the consumer method `job_status`.
 JOB_STATUS_EVENT = "job.status"
 
-STATUS_KEYS = frozenset({"type", "job_id", "status", "progress", "current_stage", "error_message", "seq", "result"})
+STATUS_KEYS = frozenset({"type", "job_id", "status", "progress", "current_stage", "error_message", "seq", "result",
+                         "queue_position"})
+# A waiting job's place in line changed (jobs/queue_positions.py): not a job event, so it has no seq.
+QUEUE_MESSAGE = "queue"
+QUEUE_KEYS = frozenset({"type", "job_id", "queue_position", "starts_in_s"})
+# CONTRACT.md "WebSockets and SSE: added message"; `reused` says the attempt took it from an earlier one.
+ARTIFACT_KEYS = frozenset({"type", "job_id", "seq", "kind", "name", "url", "scene", "reused"})
+ARTIFACT = "artifact"
 
 # Client frames larger than this are refused with an error message (ping/refresh/resume are tiny).
 MAX_CLIENT_FRAME_BYTES = 4096
@@ -38,8 +46,10 @@ def status_message(
     error_message: str | None,
     seq: int,
     result: Any,
+    queue_position: int | None = None,
 ) -> dict[str, Any]:
-    """The CONTRACT.md `status` message."""
+    """The CONTRACT.md `status` message; `queue_position` is known for a snapshot (null in recorded events:
+    a waiting job's place in line moves without an event, and is pushed as a `queue` message)."""
     return {
         "type": "status",
         "job_id": str(job_id),
@@ -49,6 +59,26 @@ def status_message(
         "error_message": error_message,
         "seq": int(seq),
         "result": result,
+        "queue_position": queue_position,
+    }
+
+
+def queue_message(*, job_id: Any, queue_position: int, starts_in_s: float | None) -> dict[str, Any]:
+    """`{"type": "queue", "job_id", "queue_position", "starts_in_s"}`: a waiting job moved up in line."""
+    return {"type": QUEUE_MESSAGE, "job_id": str(job_id), "queue_position": int(queue_position),
+            "starts_in_s": starts_in_s}
+def artifact_message(*, job_id: Any, seq: int, data: dict[str, Any]) -> dict[str, Any]:
+    """The CONTRACT.md `artifact` message of an artifact event (`data` is JobEvent.data)."""
+    scene = data.get("scene")
+    return {
+        "type": ARTIFACT,
+        "job_id": str(job_id),
+        "seq": int(seq),
+        "kind": str(data.get("kind") or ""),
+        "name": str(data.get("name") or ""),
+        "url": str(data.get("url") or ""),
+        "scene": scene if isinstance(scene, int) else None,
+        "reused": bool(data.get("reused")),
     }
 
 
@@ -58,11 +88,15 @@ def snapshot_message(job: Any) -> dict[str, Any]:
         job_id=job.pk, status=job.status, progress=job.progress, current_stage=job.current_stage,
         error_message=job.error_message, seq=job.seq,
         result=job.result if job.status == states.COMPLETED else None,
+        queue_position=getattr(job, "current_queue_position", None),
     )
 
 
 def committed_message(event: Any) -> dict[str, Any]:
-    """A committed job event (jobs.listeners.CommittedEvent) as the `status` message pushed to watchers."""
+    """A committed job event (jobs.listeners.CommittedEvent) as the message pushed to watchers: `artifact`
+    for an artifact event, else `status`."""
+    if event.kind == ARTIFACT:
+        return artifact_message(job_id=event.job_id, seq=event.seq, data=event.data or {})
     return status_message(
         job_id=event.job_id, status=event.status, progress=event.progress, current_stage=event.current_stage,
         error_message=event.error_message, seq=event.seq, result=event.result,
@@ -74,7 +108,10 @@ def replay_message(event: Any, job: Any) -> dict[str, Any]:
 
     JobEvent keeps no error message or result; the job's current ones belong to its terminal event only
     (the event whose seq is the job's seq, when the job is finished), every other event carries null.
+    An artifact event replays as the `artifact` message it was pushed as.
     """
+    if event.kind == ARTIFACT:
+        return artifact_message(job_id=event.job_id, seq=event.seq, data=event.data or {})
     is_final = event.seq == job.seq and states.is_terminal(job.status) and event.status == job.status
     return status_message(
         job_id=event.job_id, status=event.status, progress=event.progress, current_stage=event.stage,

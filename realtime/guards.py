@@ -108,9 +108,10 @@ class SocketGuards:
 
     # --- the quiet-socket check -------------------------------------------------------------------------
     def heard(self, message: dict[str, Any]) -> None:
-        """Note a status message sent to the client (its job is open unless the status is final)."""
+        """Note a status or artifact message sent to the client (its job is open unless the status is final;
+        an artifact message, which has no status, comes from a running job)."""
         self.last_heard = time.monotonic()
-        if message["status"] in states.TERMINAL:
+        if message.get("status") in states.TERMINAL:
             self.open_jobs.discard(message["job_id"])
         else:
             self.open_jobs.add(message["job_id"])

@@ -45,7 +45,11 @@ def user_for_token(key: str) -> Any:
     token = Token.objects.select_related("user").filter(key=key).first()
     if token is None or not token.user.is_active:
         return AnonymousUser()
-    return token.user
+    user = token.user
+    # select_related on the one-to-one also caches the Token on the user (user.auth_token): a socket keeps
+    # its user for its whole life, and the token row need not live with it (~1 KB per idle socket).
+    user._state.fields_cache.pop("auth_token", None)
+    return user
 
 
 class TokenAuthMiddleware:

@@ -24,7 +24,7 @@ from jobs import selectors as job_selectors
 from jobs import states
 from jobs.models import GenerationJob
 
-from . import events
+from . import events, layer_down
 from .history import REPLAY_BATCH, latest_seqs, replay_page
 from .sse_access import reauth_s
 
@@ -53,9 +53,9 @@ def keepalive_s() -> float:
 # --- the wire format ---------------------------------------------------------------------------------
 
 def frame(message: dict[str, Any], text: str | None = None) -> bytes:
-    """One SSE event: `id:` the seq (status messages), `event:` the message type, `data:` the JSON."""
+    """One SSE event: `id:` the seq (status and artifact messages), `event:` the message type, `data:` the JSON."""
     lines = []
-    if message.get("type") == "status" and isinstance(message.get("seq"), int):
+    if isinstance(message.get("seq"), int):
         lines.append(f"id: {message['seq']}")
     lines.append(f"event: {message.get('type') or 'message'}")
     lines.append(f"data: {text if text is not None else events.encode(message)}")  # JSON has no newline
@@ -81,7 +81,7 @@ def _project_snapshots(project_id: str) -> list[dict[str, Any]]:
 
 
 async def replay(job_id: str, after_seq: int, before_seq: int | None = None) -> AsyncIterator[dict[str, Any]]:
-    """The job's recorded events after `after_seq` (and before `before_seq`) as status messages."""
+    """The job's recorded events after `after_seq` (and before `before_seq`) as status or artifact messages."""
     while True:
         batch = await replay_page(job_id, after_seq, before_seq) or []
         for message in batch:
@@ -110,12 +110,22 @@ class Subscription:
         self._pump: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Subscription:
+        if self._pump is None:
+            await self.open()
+        return self
+
+    async def open(self) -> None:
+        """Subscribe (raises what the channel layer raises when its Redis is unavailable)."""
         self.layer = get_channel_layer()
         self.channel = await self.layer.new_channel()
-        for group in self.groups:
-            await self.layer.group_add(group, self.channel)
+        # The pump first: if a group_add fails, cancelling its receive gives the channel back to the layer.
         self._pump = asyncio.ensure_future(self._run_pump())
-        return self
+        try:
+            for group in self.groups:
+                await self.layer.group_add(group, self.channel)
+        except BaseException:
+            await self.__aexit__()
+            raise
 
     async def __aexit__(self, *exc: object) -> None:
         if self._pump is not None:
@@ -163,7 +173,7 @@ class _Cursor:
         self.finished = False
 
     def accept(self, message: dict[str, Any]) -> bool:
-        """Record a status message about to be sent; False when the client already has its seq."""
+        """Record a status or artifact message about to be sent; False when the client already has its seq."""
         job_id, seq = message.get("job_id"), message.get("seq")
         if not isinstance(job_id, str) or not isinstance(seq, int):
             return False
@@ -196,7 +206,8 @@ async def _catch_up_project(cursor: _Cursor, project_id: str) -> AsyncIterator[b
 
 async def _live(cursor: _Cursor, message: dict[str, Any], text: Any) -> AsyncIterator[bytes]:
     """Frames for one live message: the gap before it (if any), then the message itself."""
-    if message.get("type") != "status":  # e.g. `artifact`: not numbered among the status events
+    # `status` and `artifact` messages are both numbered job events: one seq order for both.
+    if message.get("type") not in ("status", events.ARTIFACT):
         yield frame(message, text if isinstance(text, str) else None)
         return
     job_id, seq = message.get("job_id"), message.get("seq")
@@ -232,6 +243,11 @@ async def _follow(sub: Subscription, cursor: _Cursor, catch_up: Callable[[], Asy
                 async for chunk in catch_up():
                     yield chunk
             else:
+                # A push can be lost for good (its worker SIGKILLed between the commit and the publish:
+                # tests/reliability/test_soak.py): a quiet stream re-reads its jobs' seqs, as the
+                # websocket's quiet check does, so an open stream still gets the final status.
+                async for chunk in catch_up():
+                    yield chunk
                 yield comment("keep-alive")
             continue
         kind = event.get("type")
@@ -243,11 +259,26 @@ async def _follow(sub: Subscription, cursor: _Cursor, catch_up: Callable[[], Asy
                 yield chunk
 
 
+async def _unavailable(sub: Subscription) -> bytes | None:
+    """Open the subscription; an `error` event to end the stream with when the channel layer is unavailable
+    (realtime/layer_down.py: the view refused with 503 when it could tell before the headers went out)."""
+    try:
+        await sub.open()
+        return None
+    except layer_down.LAYER_ERRORS as exc:
+        layer_down.log_refused("SSE stream", exc)
+        return frame(events.error_message(layer_down.REASON))
+
+
 async def job_stream(*, job_id: str, after_seq: int | None, allowed: Allowed = _always) -> AsyncIterator[bytes]:
     """One job: the snapshot (or every event after `after_seq`), then live, ending after a terminal status."""
     yield f"retry: {RECONNECT_MS}\n\n".encode()
     cursor = _Cursor(end_on_terminal=True)
-    async with Subscription([events.job_group_name(job_id)]) as sub:
+    sub = Subscription([events.job_group_name(job_id)])
+    if (refused := await _unavailable(sub)) is not None:
+        yield refused
+        return
+    async with sub:
         snapshot = await _job_snapshot(job_id)
         if snapshot is None:  # deleted meanwhile
             return
@@ -270,7 +301,11 @@ async def project_stream(*, project_id: str, allowed: Allowed = _always) -> Asyn
     """Every job of a project: one snapshot per job (newest first), then live; open until the client leaves."""
     yield f"retry: {RECONNECT_MS}\n\n".encode()
     cursor = _Cursor(end_on_terminal=False)
-    async with Subscription([events.project_group_name(project_id)]) as sub:
+    sub = Subscription([events.project_group_name(project_id)])
+    if (refused := await _unavailable(sub)) is not None:
+        yield refused
+        return
+    async with sub:
         for snapshot in await _project_snapshots(project_id):
             if cursor.accept(snapshot):
                 yield frame(snapshot)

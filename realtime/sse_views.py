@@ -25,7 +25,7 @@ from api.schema import error_responses
 from jobs import selectors as job_selectors
 from projects.selectors import project_get_for_user
 
-from . import sse
+from . import layer_down, sse
 from .sse_access import access_check
 from .sse_limits import stream_slot_take, streams_per_user
 
@@ -72,7 +72,9 @@ class TooManyStreams(exceptions.Throttled):
 
 
 def event_stream_response(request: Request, stream: Any) -> StreamingHttpResponse:
-    """The stream as `text/event-stream`, counted against the user's SSE_STREAMS_PER_USER (else 429)."""
+    """The stream as `text/event-stream`, counted against the user's SSE_STREAMS_PER_USER (else 429); 503 while
+    the channel layer cannot subscribe it (realtime/layer_down.py)."""
+    layer_down.require_layer()
     counted = stream_slot_take(user_id=request.user.pk, stream=stream)
     if counted is None:
         raise TooManyStreams()
@@ -93,7 +95,7 @@ class JobStreamView(EventStreamView):
         summary="Follow a job as Server-Sent Events",
         parameters=[OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id."),
                     LAST_EVENT_ID, AFTER_SEQ],
-        responses={(200, "text/event-stream"): EVENT_STREAM, **error_responses(400, 401, 404, 429)},
+        responses={(200, "text/event-stream"): EVENT_STREAM, **error_responses(400, 401, 404, 429, 503)},
         description="Sends the job's snapshot (or, with `Last-Event-ID` / `after_seq`, every recorded event "
                     "after that seq), then each change live, in seq order and once each; the stream ends "
                     "after the job reaches a terminal status.",
@@ -110,7 +112,7 @@ class ProjectStreamView(EventStreamView):
         summary="Follow every job of a project as Server-Sent Events",
         parameters=[OpenApiParameter("project_id", OpenApiTypes.UUID, OpenApiParameter.PATH,
                                      description="The project's id.")],
-        responses={(200, "text/event-stream"): EVENT_STREAM, **error_responses(401, 404, 429)},
+        responses={(200, "text/event-stream"): EVENT_STREAM, **error_responses(401, 404, 429, 503)},
         description="Sends a snapshot of each of the project's 100 newest jobs, then every change of any of "
                     "its jobs live (no replay: `seq` numbers are per job). The stream stays open.",
     )

@@ -5,12 +5,14 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from ops.replica import ReplicaChangeListMixin
+
 from .models import WebhookDelivery
 from .services import deliveries_redeliver
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(ReplicaChangeListMixin, admin.ModelAdmin):
     list_display = ["webhook_id", "job", "seq", "event", "state", "attempt", "status_code", "next_attempt_at",
                     "created_at"]
     list_filter = ["state", "event"]

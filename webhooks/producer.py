@@ -87,6 +87,10 @@ def payload(*, event: CommittedEvent, name: str) -> str:
                 error_message=event.error_message, seq=event.seq)
     if event.status == states.COMPLETED:
         data["result"] = event.result
+    if name == "artifact":  # which artifact: the websocket's `artifact` message, beside the job
+        from realtime.events import committed_message
+
+        data["artifact"] = committed_message(event)
     body = {"type": f"job.{name}", "timestamp": timezone.now().isoformat(), "data": data}
     return json.dumps(body, cls=DjangoJSONEncoder, separators=(",", ":"))
 

@@ -5,6 +5,8 @@ import logging
 
 from celery import shared_task
 
+from config.amqp import countdown as broker_countdown
+
 logger = logging.getLogger(__name__)
 
 # Retries further out than this are left to the periodic sweep rather than held as ETA tasks by a worker
@@ -19,7 +21,7 @@ def deliver_job_webhooks_task(job_id: str) -> None:
 
     delay = deliveries_send_for_job(job_id=job_id)
     if delay is not None and delay <= COUNTDOWN_MAX_S:
-        deliver_job_webhooks_task.apply_async(args=[job_id], countdown=delay)
+        deliver_job_webhooks_task.apply_async(args=[job_id], countdown=broker_countdown(delay))
 
 
 @shared_task(name="webhooks.tasks.sweep_deliveries_task", acks_late=False, ignore_result=True)

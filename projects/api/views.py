@@ -9,6 +9,7 @@ from rest_framework.serializers import BaseSerializer
 
 from api import idempotency
 from api.schema import READ_ERRORS, WRITE_ERRORS, error_responses
+from ops.replica import ReplicaListMixin
 from projects import selectors, services
 from projects.models import Project
 
@@ -26,7 +27,7 @@ PROJECT_ID = OpenApiParameter("project_id", OpenApiTypes.UUID, OpenApiParameter.
                        responses={201: ProjectSerializer, **error_responses(400, 401, 403, 413, 415),
                                   **idempotency.SCHEMA_RESPONSES}),
 )
-class ProjectListCreateView(idempotency.IdempotentCreateMixin, generics.ListCreateAPIView):
+class ProjectListCreateView(ReplicaListMixin, idempotency.IdempotentCreateMixin, generics.ListCreateAPIView):
     serializer_class = ProjectSerializer
 
     def get_queryset(self) -> QuerySet[Project]:
