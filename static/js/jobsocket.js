@@ -3,10 +3,11 @@
  * Vanilla ES5, no build step. Usage (docs/jobsocket.md):
  *   var socket = new JobSocket({path: "/ws/jobs/" + id + "/", pollUrl: "/api/jobs/" + id + "/"});
  *   socket.onStatus(function (msg) { ... msg.status, msg.progress, msg.seq ... });
+ *   socket.onArtifact(function (msg) { ... msg.kind, msg.url, msg.scene ... });  // a scene's image or narration
  *   socket.onConnection(function (state) { ... "open" | "reconnecting" | "sse" | "polling" | "closed" ... });
  *   socket.start();
  *
- * Guarantees to onStatus callbacks: messages of one job arrive with rising seq, never twice. After a
+ * Guarantees to onStatus and onArtifact callbacks: messages of one job arrive with rising seq, never twice. After a
  * reconnect the client sends {"type":"resume","after_seq":lastSeq} per job it has seen, so the events it
  * missed are replayed in order. After repeated websocket failures it follows the same messages as
  * Server-Sent Events (EventSource on /api/jobs/<id>/stream/ or /api/projects/<id>/stream/, resuming after
@@ -58,6 +59,8 @@
     this.lastSeq = {};        // job_id -> highest seq delivered
     this.state = "idle";
     this._statusCallbacks = [];
+    this._queueCallbacks = [];
+    this._artifactCallbacks = [];
     this._connectionCallbacks = [];
     this._ws = null;
     this._sse = null;
@@ -74,6 +77,25 @@
 
   JobSocket.prototype.onStatus = function (callback) {
     this._statusCallbacks.push(callback);
+    return this;
+  };
+
+  /* {type: "queue", job_id, queue_position, starts_in_s}: a waiting job moved up in line (no seq). */
+  JobSocket.prototype.onQueue = function (callback) {
+    this._queueCallbacks.push(callback);
+    return this;
+  };
+
+  JobSocket.prototype._deliverQueue = function (message) {
+    for (var i = 0; i < this._queueCallbacks.length; i++) {
+      try { this._queueCallbacks[i](message); } catch (e) { if (root.console) { root.console.error(e); } }
+    }
+  };
+
+  /* Artifact messages ({"type":"artifact","job_id","seq","kind","name","url","scene","reused"}): a scene's
+   * image or narration as soon as it is stored. They share the job's seq order with status messages. */
+  JobSocket.prototype.onArtifact = function (callback) {
+    this._artifactCallbacks.push(callback);
     return this;
   };
 
@@ -222,7 +244,8 @@
     if (data === "pong") { return; }
     var message;
     try { message = JSON.parse(data); } catch (e) { return; }
-    if (!message || message.type !== "status") {
+    if (message && message.type === "queue") { this._deliverQueue(message); return; }
+    if (!message || (message.type !== "status" && message.type !== "artifact")) {
       if (message && message.type === "error" && root.console) { root.console.warn("JobSocket:", message.message); }
       return;
     }
@@ -241,8 +264,9 @@
     }
     if (last !== undefined && message.seq === last + 1) { delete this._resuming[jobId]; }
     this.lastSeq[jobId] = message.seq;
-    for (var i = 0; i < this._statusCallbacks.length; i++) {
-      try { this._statusCallbacks[i](message); } catch (e) { if (root.console) { root.console.error(e); } }
+    var callbacks = message.type === "artifact" ? this._artifactCallbacks : this._statusCallbacks;
+    for (var i = 0; i < callbacks.length; i++) {
+      try { callbacks[i](message); } catch (e) { if (root.console) { root.console.error(e); } }
     }
   };
 
@@ -284,6 +308,16 @@
       self._deliver(message, false);
       // A job's stream ends after its terminal status; without this EventSource would reconnect.
       if (!self.isProjectStream && TERMINAL[message.status]) { self._stopSse(); }
+    });
+    source.addEventListener("queue", function (event) {
+      if (self._sse !== source) { return; }
+      try { self._deliverQueue(JSON.parse(event.data)); } catch (e) { /* not JSON: ignore */ }
+    });
+    source.addEventListener("artifact", function (event) {
+      if (self._sse !== source) { return; }
+      var message;
+      try { message = JSON.parse(event.data); } catch (e) { return; }
+      self._deliver(message, false);
     });
     source.onerror = function () {
       if (self._sse !== source) { return; }

@@ -16,6 +16,12 @@
   })();
 
   /* "Generating images (3/40)" -> "Generating images": the counter is progress, not a new stage. */
+  // Per job type: how many artifacts each scene has (image, narration), from the project page's JSON.
+  var SCENE_KINDS = (function () {
+    var node = document.getElementById("scene-kinds");
+    try { return node ? JSON.parse(node.textContent) : {}; } catch (e) { return {}; }
+  }());
+
   function stageName(stage) { return String(stage || "").replace(/\s*\(\d+\s*\/\s*\d+\)\s*$/, ""); }
 
   function $(root, field) { return root.querySelector('[data-field="' + field + '"]'); }
@@ -55,7 +61,8 @@
       error_message: msg.error_message || null,
       seq: typeof msg.seq === "number" ? msg.seq : null,
       result: msg.result || null,
-      attempts: msg.attempts
+      attempts: msg.attempts,
+      queue_position: typeof msg.queue_position === "number" ? msg.queue_position : null
     };
   }
 
@@ -155,11 +162,34 @@
     });
   }
 
+  /* "3rd in line, starts in about 2 min": the same words as jobs/display.py's queue_text. */
+  function ordinal(n) {
+    var suffix = (n % 100 >= 10 && n % 100 <= 20) ? "th" : ({ 1: "st", 2: "nd", 3: "rd" }[n % 10] || "th");
+    return n + suffix;
+  }
+
+  function about(seconds) {
+    if (seconds < 60) { return "less than a minute"; }
+    var minutes = Math.round(seconds / 60);
+    if (minutes < 60) { return "about " + minutes + " min"; }
+    var rest = minutes % 60;
+    return "about " + Math.floor(minutes / 60) + " h " + (rest < 10 ? "0" : "") + rest + " min";
+  }
+
+  function queueText(position, startsIn) {
+    if (position === null || position === undefined) { return "waiting for a worker"; }
+    var text = position === 1 ? "next in line" : ordinal(position) + " in line";
+    if (typeof startsIn === "number") { text += ", starts in " + about(startsIn); }
+    return text;
+  }
+
   /* JobSocket when it loaded; otherwise a plain poller so the page still updates. */
-  function subscribe(options, onStatus) {
+  function subscribe(options, onStatus, onQueue, onArtifact) {
     if (typeof window.JobSocket === "function") {
       var socket = new window.JobSocket({ path: options.path, pollUrl: options.pollUrl });
       socket.onStatus(onStatus);
+      if (onQueue && socket.onQueue) { socket.onQueue(onQueue); }
+      if (onArtifact && socket.onArtifact) { socket.onArtifact(onArtifact); }
       if (socket.onConnection) { socket.onConnection(showConnection); }
       socket.start();
       return socket;
@@ -276,7 +306,11 @@
         if (isTerminal(msg.status) && !state.completedAt) { state.completedAt = now(); }
         state.status = msg.status;
         setStatus(body, msg.status);
-        $(body, "status-detail").textContent = msg.status === "queued" ? "waiting for a worker" : "";
+        $(body, "status-detail").textContent = msg.status === "queued" ? queueText(msg.queue_position) : "";
+      }
+      // A snapshot (connect, refresh) or a poll carries the place in line even when the status did not change.
+      if (state.status === "queued" && msg.queue_position !== null) {
+        $(body, "status-detail").textContent = queueText(msg.queue_position);
       }
       // Like the server's timeline: every status change, and each stage once per attempt when it starts.
       if (changedStatus && msg.status === "queued") { seenStages = {}; }
@@ -331,11 +365,38 @@
       runAction(action, button);
     });
 
+    // Scene previews: each scene's image and narration as its artifact message arrives, before the video.
+    var scenesSection = $(body, "scenes");
+    var sceneList = document.getElementById("scene-previews");
+    function showArtifact(msg) {
+      if (msg.job_id !== jobId || typeof msg.scene !== "number" || (msg.kind !== "image" && msg.kind !== "audio")) { return; }
+      var item = sceneList.querySelector('li[data-scene="' + msg.scene + '"]');
+      if (!item) {
+        item = el("li", { "data-scene": String(msg.scene) });
+        item.appendChild(el("span", { "class": "small muted" }, "Scene " + msg.scene));
+        var after = Array.prototype.find.call(sceneList.children, function (node) {
+          return Number(node.getAttribute("data-scene")) > msg.scene;
+        });
+        sceneList.insertBefore(item, after || null);
+      }
+      var old = item.querySelector('[data-kind="' + msg.kind + '"]');
+      var media = msg.kind === "image"
+        ? el("img", { "data-kind": "image", src: msg.url, alt: "Scene " + msg.scene + " image" })
+        : el("audio", { "data-kind": "audio", controls: "", preload: "none", src: msg.url,
+                        "aria-label": "Scene " + msg.scene + " narration" });
+      if (old) { item.replaceChild(media, old); } else if (msg.kind === "image") {
+        item.insertBefore(media, item.querySelector('[data-kind="audio"]'));
+      } else { item.appendChild(media); }
+      scenesSection.hidden = false;
+    }
+
     setInterval(tick, 1000);
     tick();
     subscribe({ path: "/ws/jobs/" + jobId + "/", pollUrl: "/api/jobs/" + jobId + "/" }, function (raw) {
       apply(normalise(raw), false);
-    });
+    }, function (queue) {
+      if (state.status === "queued") { $(body, "status-detail").textContent = queueText(queue.queue_position, queue.starts_in_s); }
+    }, showArtifact);
   }
 
   // --- the project page -----------------------------------------------------------------------------
@@ -358,6 +419,8 @@
       row.appendChild(first);
       var statusCell = el("td");
       statusCell.appendChild(el("span", { "class": "status", "data-field": "status" }));
+      statusCell.appendChild(document.createTextNode(" "));
+      statusCell.appendChild(el("span", { "class": "muted small", "data-field": "queue" }));
       row.appendChild(statusCell);
       var progressCell = el("td", { "class": "progress-cell" });
       var bar = el("div", { "class": "progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100",
@@ -367,6 +430,7 @@
       progressCell.appendChild(el("span", { "class": "small", "data-field": "percent" }));
       row.appendChild(progressCell);
       row.appendChild(el("td", { "data-field": "stage" }));
+      row.appendChild(el("td", { "data-field": "scenes", "data-done": "0", "data-total": "0" }, "—"));
       var when = new Date();
       row.appendChild(el("td", {}, "")).appendChild(el("time", { datetime: when.toISOString() }, "just now"));
       tbody.insertBefore(row, tbody.firstChild);
@@ -375,9 +439,36 @@
         .then(function (r) { return r.ok ? r.json() : null; })
         .then(function (job) {
           if (job && TYPE_LABELS[job.job_type]) { first.querySelector("a").textContent = TYPE_LABELS[job.job_type]; }
+          if (job && SCENE_KINDS[job.job_type]) { $(row, "scenes").setAttribute("data-kinds", String(SCENE_KINDS[job.job_type])); }
         })
         .catch(function () {});
       return row;
+    }
+
+    // "Scenes done": scenes whose every artifact kind arrived in the current attempt (jobs_scenes_done).
+    var sceneKinds = {};  // job id -> {scene: {kind: true}}
+    function showScenes(row, done, total) {
+      var cell = $(row, "scenes");
+      if (!cell) { return; }
+      cell.setAttribute("data-done", String(done));
+      if (total) { cell.setAttribute("data-total", String(total)); }
+      total = Number(cell.getAttribute("data-total")) || 0;
+      cell.textContent = total ? done + " / " + total : (done ? done + " done" : "—");
+    }
+    function countScenes(jobId, row) {
+      var kinds = {}, byScene = sceneKinds[jobId] || {}, done = 0;
+      Object.keys(byScene).forEach(function (s) { Object.keys(byScene[s]).forEach(function (k) { kinds[k] = true; }); });
+      var cell = $(row, "scenes");
+      var wanted = Math.max(Object.keys(kinds).length, Number(cell && cell.getAttribute("data-kinds")) || 0);
+      Object.keys(byScene).forEach(function (s) { if (Object.keys(byScene[s]).length === wanted) { done += 1; } });
+      return done;
+    }
+    function onArtifact(msg) {
+      var row = tbody.querySelector('tr[data-job-id="' + msg.job_id + '"]');
+      if (!row || typeof msg.scene !== "number") { return; }
+      var byScene = sceneKinds[msg.job_id] = sceneKinds[msg.job_id] || {};
+      (byScene[msg.scene] = byScene[msg.scene] || {})[msg.kind] = true;
+      showScenes(row, countScenes(msg.job_id, row), 0);
     }
 
     subscribe({
@@ -393,13 +484,26 @@
       var row = tbody.querySelector('tr[data-job-id="' + msg.job_id + '"]') || newRow(msg);
       var previous = row.getAttribute("data-status");
       setStatus(row, msg.status);
+      var queueCell = $(row, "queue");
+      if (queueCell && (msg.status !== "queued" || msg.queue_position !== null)) {
+        queueCell.textContent = msg.status === "queued" ? queueText(msg.queue_position) : "";
+      }
       setProgress(row, msg.progress);
       $(row, "stage").textContent = msg.current_stage || "—";
       if (previous !== msg.status) {
         var label = row.querySelector("a") ? row.querySelector("a").textContent : "Job";
         announcer.textContent = label + " " + msg.job_id.slice(0, 8) + ": " + msg.status;
+        if (msg.status === "queued") { sceneKinds[msg.job_id] = {}; showScenes(row, 0, 0); }  // a new attempt
       }
-    });
+      if (msg.status === "completed" && msg.result && typeof msg.result.scenes === "number") {
+        showScenes(row, msg.result.scenes, msg.result.scenes);
+      }
+    }, function (queue) {
+      var row = tbody.querySelector('tr[data-job-id="' + queue.job_id + '"]');
+      if (row && row.getAttribute("data-status") === "queued") {
+        $(row, "queue").textContent = queueText(queue.queue_position, queue.starts_in_s);
+      }
+    }, onArtifact);
   }
 
   if (document.body.dataset.page === "job") { jobPage(); }
