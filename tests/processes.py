@@ -58,6 +58,11 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
         PYTHONUNBUFFERED="1",
     )
+    from config.amqp import is_amqp
+    from config.celery import app
+
+    if is_amqp(app.conf.broker_url):  # a test switched this process to RabbitMQ (tests/brokers.py)
+        env["CELERY_BROKER_URL"] = app.conf.broker_url
     env.update({k: str(v) for k, v in overrides.items()})
     return env
 
@@ -191,8 +196,9 @@ def kill_stage_holder(job_id: object, stage: str, killed: set[int], due: Callabl
     current = GenerationJob.objects.get(pk=job_id)
     if current.status in states.TERMINAL:
         return True
-    lease = leases.get_stage(current.pk, current.attempts, stage)
-    if lease and lease.state == leases.RUNNING and lease.pid not in killed and due():
+    running = [lease for lease in leases.stage_leases(current.pk, current.attempts, stage) if lease.state == leases.RUNNING]
+    lease = running[0] if running else None  # the whole stage's, or one of its scene tasks' (jobs/scenes.py)
+    if lease and lease.pid not in killed and due():
         killed.add(lease.pid)
         os.kill(lease.pid, signal.SIGKILL)
     return False

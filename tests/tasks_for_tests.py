@@ -57,6 +57,33 @@ def db_backend_pid_task() -> int:
         return cursor.fetchone()[0]
 
 
+POOL_PID_TASK_NAME = "tests.tasks_for_tests.pool_child_pid_task"
+
+
+@shared_task(name=POOL_PID_TASK_NAME)
+def pool_child_pid_task() -> int:
+    """The pid of the pool child running this task (shows which child ran it)."""
+    import os
+
+    return os.getpid()
+
+
+POOL_CHILD_STATE_TASK_NAME = "tests.tasks_for_tests.pool_child_state_task"
+
+
+@shared_task(name=POOL_CHILD_STATE_TASK_NAME)
+def pool_child_state_task() -> dict[str, Any]:
+    """What this pool child inherited from the worker's main process (patches/celery_pool.py): how many objects
+    it has frozen, and how often it polls for its last result's count before recycling."""
+    import gc
+
+    from billiard import pool
+
+    return {"frozen": gc.get_freeze_count(), "consumed_poll_s": pool.GUARANTEE_MESSAGE_CONSUMPTION_RETRY_INTERVAL,
+            "consumed_patience_s": pool.GUARANTEE_MESSAGE_CONSUMPTION_RETRY_INTERVAL
+            * pool.GUARANTEE_MESSAGE_CONSUMPTION_RETRY_LIMIT}
+
+
 SEED_TASK_NAME = "tests.tasks_for_tests.seed_style_task"
 SEED_SLOW_TASK_NAME = "tests.tasks_for_tests.seed_slow_task"
 SEED_FLAKY_TASK_NAME = "tests.tasks_for_tests.seed_flaky_task"

@@ -7,6 +7,7 @@ The pipeline sends every scene's text as the prompt, so a test script picks the 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import re
@@ -18,15 +19,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from PIL import Image
 
 
-def _png(width: int, height: int) -> str:
+def prompt_color(prompt: str) -> tuple[int, int, int]:
+    """The flat colour of the image answered for `prompt`: each scene's picture can be told apart."""
+    digest = hashlib.sha256(prompt.encode()).digest()
+    return digest[0], digest[1], digest[2]
+
+
+def _png(width: int, height: int, prompt: str = "") -> str:
     buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (40, 90, 160)).save(buffer, format="PNG")
+    Image.new("RGB", (width, height), prompt_color(prompt)).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
 
 
 class FakeBackend:
     def __init__(self) -> None:
         self.requests: Counter[str] = Counter()
+        self.intervals: list[tuple[float, float, str]] = []  # (start, end, prompt) of each answered request
         self.lock = threading.Lock()
         backend = self
 
@@ -65,7 +73,26 @@ class FakeBackend:
         with self.lock:
             return sum(n for prompt, n in self.requests.items() if marker in prompt)
 
+    def peak_in_flight(self, marker: str) -> int:
+        """The most requests whose prompt contains `marker` that were being answered at one moment."""
+        with self.lock:
+            spans = [(start, end) for start, end, prompt in self.intervals if marker in prompt]
+        edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+        peak = current = 0
+        for _, step in edges:  # at equal times an end (-1) sorts before a start: touching is not overlapping
+            current += step
+            peak = max(peak, current)
+        return peak
+
     def answer(self, payload: dict) -> tuple[int, dict]:
+        started = time.monotonic()
+        try:
+            return self._answer(payload)
+        finally:
+            with self.lock:
+                self.intervals.append((started, time.monotonic(), str(payload.get("prompt", ""))))
+
+    def _answer(self, payload: dict) -> tuple[int, dict]:
         prompt = str(payload.get("prompt", ""))
         with self.lock:
             self.requests[prompt] += 1
@@ -80,7 +107,7 @@ class FakeBackend:
             return 503, {"error": "overloaded"}
         if (match := re.search(r"\[flaky:(\d+)\]", prompt)) and seen <= int(match.group(1)):
             return 503, {"error": "warming up"}
-        return 200, {"images": [_png(int(payload.get("width", 64)), int(payload.get("height", 64)))]}
+        return 200, {"images": [_png(int(payload.get("width", 64)), int(payload.get("height", 64)), prompt)]}
 
 
 def script(*texts: str) -> str:

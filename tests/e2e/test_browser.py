@@ -338,7 +338,7 @@ def test_browser__full_video_player_gets_a_captions_track_once_captions_exist(li
     # The film's page now plays its video with the captions track, which the browser loads and parses.
     page.goto(f"/jobs/{film.pk}/")
     track = page.locator("video track[kind='captions']")
-    assert track.get_attribute("src") == f"/api/jobs/{captions_id}/artifacts/captions.vtt"
+    assert track.get_attribute("src") == f"/api/jobs/{captions_id}/artifacts/a1/captions.vtt"
     assert track.get_attribute("srclang") == "en"
     page.wait_for_function("() => { const t = document.querySelector('video track'); "
                            "return t.readyState === 2 && t.track.cues && t.track.cues.length >= 4; }",

@@ -8,7 +8,8 @@ from rest_framework.test import APIClient
 
 from jobs import services, states
 from jobs.exceptions import InvalidJobInput
-from jobs.locations import job_media_dir
+from jobs.locations import url_key
+from jobs.store import get_store
 from jobs.models import GenerationJob
 from jobs.pipeline import probe_duration, probe_streams
 from tests.e2e.fake_backend import script
@@ -35,6 +36,11 @@ def wait_done(job: GenerationJob, timeout: float = 120.0) -> GenerationJob:
 def download(client: APIClient, url: str) -> tuple[int, str, bytes]:
     response = client.get(url)
     return response.status_code, response.get("Content-Type", ""), response_body(response)
+
+
+def _stored(job_id, artifact) -> Path:
+    """The local store's file behind a result entry (the worker shares the test's MEDIA_ROOT)."""
+    return get_store().local_path(url_key(job_id, artifact["url"]))
 
 
 def test_captions__vtt_follows_the_narration_and_the_captioned_mp4_plays_for_its_owner_only(processes, tmp_path):
@@ -70,7 +76,7 @@ def test_captions__vtt_follows_the_narration_and_the_captioned_mp4_plays_for_its
 
     # the cues follow the narration: each scene's cues fill exactly its narration's span, back to back
     narration = sorted((a for a in source.result["artifacts"] if a["kind"] == "audio"), key=lambda a: a["name"])
-    lengths = [probe_duration(job_media_dir(source.pk) / "audio" / a["name"]) for a in narration]
+    lengths = [probe_duration(_stored(source.pk, a)) for a in narration]
     ends = [sum(lengths[:i + 1]) for i in range(len(lengths))]
     assert cues[0].start_s == 0.0 and all(a.end_s == b.start_s for a, b in zip(cues, cues[1:]))
     boundaries = [cue.end_s for cue in cues]
@@ -86,7 +92,7 @@ def test_captions__vtt_follows_the_narration_and_the_captioned_mp4_plays_for_its
     local.write_bytes(body)
     streams = probe_streams(local)
     assert streams["has_video"] and streams["has_audio"] and (streams["width"], streams["height"]) == (320, 180)
-    assert probe_duration(local) == pytest.approx(probe_duration(job_media_dir(source.pk) / "video.mp4"), abs=0.15)
+    assert probe_duration(local) == pytest.approx(probe_duration(_stored(source.pk, source.result["artifacts"][-1])), abs=0.15)
     assert probe_duration(local) == pytest.approx(ends[-1], abs=0.15)
 
     # and nobody else can fetch either file (or learn that the job exists)
@@ -95,4 +101,4 @@ def test_captions__vtt_follows_the_narration_and_the_captioned_mp4_plays_for_its
     for url in (captions["url"], video["url"], f"/api/jobs/{job.pk}/"):
         assert stranger_client.get(url).status_code == 404, url
         assert APIClient().get(url).status_code == 401, url
-    assert Path(job_media_dir(job.pk) / "captions.vtt").is_file()
+    assert _stored(job.pk, captions).is_file()

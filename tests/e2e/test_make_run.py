@@ -12,9 +12,11 @@ import psutil
 import pytest
 
 from devtools.embedded_redis import free_port
+from tests.brokers import redis_broker_only
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, redis_broker_only(
+    "`make run` is the zero-configuration stack on its own embedded Redis, and it sends no job through a broker")]
 
 
 def test_make_run__serves_and_stops_cleanly(tmp_path: Path) -> None:

@@ -46,7 +46,8 @@ async def pushes_until_terminal(job_id: str, start: Any, timeout: float) -> list
         deadline = time.monotonic() + timeout
         while not messages or messages[-1]["status"] not in states.TERMINAL:
             event = await asyncio.wait_for(layer.receive(channel), max(0.1, deadline - time.monotonic()))
-            if event.get("type") == JOB_STATUS_EVENT:
+            # A waiting job's `queue` messages (its place in line) share the group but carry no status
+            if event.get("type") == JOB_STATUS_EVENT and event["payload"]["type"] == "status":
                 messages.append(event["payload"])
     finally:
         await layer.group_discard(job_group_name(job_id), channel)

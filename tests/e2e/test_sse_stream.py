@@ -63,7 +63,8 @@ async def asyncio_timeout_lines(response: httpx.Response, timeout: float):
 
 
 def messages(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [event["data"] for event in found if event.get("event") == "status"]
+    """The status and artifact messages (both numbered job events) in the order they came."""
+    return [event["data"] for event in found if event.get("event") in ("status", "artifact")]
 
 
 def stream_url(port: int, job: Any) -> str:
@@ -88,14 +89,15 @@ def test_sse_stream__full_video_job_streamed_to_completion(processes) -> None:
 
     # then it held the snapshot and every recorded event once, in order, ids = seqs, and ended after `completed`
     assert ended
-    status = [event for event in found if event.get("event") == "status"]
-    assert [int(event["id"]) for event in status] == [m["seq"] for m in messages(found)]
+    numbered = [event for event in found if event.get("event") in ("status", "artifact")]
+    assert [int(event["id"]) for event in numbered] == [m["seq"] for m in messages(found)]
+    assert {m["type"] for m in messages(found)} == {"status", "artifact"}
     snapshot, *live = messages(found)
     assert (snapshot["status"], snapshot["seq"]) == ("queued", 1)
     assert shape(live) == recorded(job, after_seq=1)
     final = live[-1]
     assert final["status"] == "completed" and "video" in {a["kind"] for a in final["result"]["artifacts"]}
-    progress = [m["progress"] for m in live]
+    progress = [m["progress"] for m in live if m["type"] == "status"]
     assert progress == sorted(progress) and any(0 < p < 100 for p in progress)
 
 

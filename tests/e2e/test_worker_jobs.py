@@ -7,7 +7,7 @@ import time
 import pytest
 
 from jobs import leases, services, states
-from jobs.models import GenerationJob, JobEvent
+from jobs.models import GenerationJob, JobEvent, SceneCheckpoint
 from tests.e2e.fake_backend import script
 from tests.factories import make_project, make_user
 from tests.processes import wait_until
@@ -115,7 +115,7 @@ def test_worker_jobs__permanent_error_fails_at_once_with_a_clear_message(process
     done = wait_status(job, states.TERMINAL, timeout=60)
 
     assert done.status == states.FAILED
-    assert done.error_message == "The image generator (Stable Diffusion) rejected the request (HTTP 400)"
+    assert done.error_message == "Scene 1: The image generator (Stable Diffusion) rejected the request (HTTP 400)"
     assert backend.count("[perm]") == 1
     assert "task_retry" not in processes.log("worker")
 
@@ -127,7 +127,7 @@ def test_worker_jobs__retries_exhausted_fail_with_the_last_message(processes, sh
     done = wait_status(job, states.TERMINAL, timeout=60)
 
     assert done.status == states.FAILED
-    assert done.error_message == "The image generator (Stable Diffusion) is unavailable (HTTP 503)"
+    assert done.error_message == "Scene 1: The image generator (Stable Diffusion) is unavailable (HTTP 503)"
     assert backend.count("[down]") == 1 + 3  # first try and RETRY_MAX retries
     assert "Traceback" not in done.error_message
 
@@ -168,9 +168,9 @@ def test_worker_jobs__cancel_while_processing_stops_the_stage_cleanly(processes,
     services.job_cancel(job_id=job.pk)
     attempt = GenerationJob.objects.get(pk=job.pk).attempts
 
-    # The stage sees the cancel at its next check and finishes its lease well within the grace period.
-    wait_until(lambda: (lease := leases.get_stage(job.pk, attempt, "images")) and lease.state == leases.DONE, 10,
-               message="the images stage to stop")
+    # Every scene task sees the cancel at its next check and finishes its lease well within the grace period.
+    wait_until(lambda: (held := leases.stage_leases(job.pk, attempt, "images"))
+               and all(lease.state == leases.DONE for lease in held), 10, message="the images stage to stop")
     assert time.monotonic() - cancelled_at < 3.0
     time.sleep(1.0)
     done = GenerationJob.objects.get(pk=job.pk)
@@ -184,8 +184,7 @@ def test_worker_jobs__stage_ignoring_cancel_is_terminated_after_grace_and_worker
     job = create_job("image_generation", ("Cancel me, I [hang].", "Never reached."))
     wait_until(lambda: backend.count("Cancel me, I [hang]") == 1, 30, message="the stage to block in the backend")
     attempt = GenerationJob.objects.get(pk=job.pk).attempts
-    holder = leases.get_stage(job.pk, attempt, "images")
-    assert holder is not None and holder.state == leases.RUNNING
+    holder = next(lease for lease in leases.stage_leases(job.pk, attempt, "images") if lease.state == leases.RUNNING)
 
     services.job_cancel(job_id=job.pk)
 
@@ -220,10 +219,11 @@ def test_worker_jobs__full_video_stage_failure_fails_the_job_once_and_stops_the_
 
     final = GenerationJob.objects.get(pk=job.pk)
     assert final.status == states.FAILED
-    assert final.error_message == "The image generator (Stable Diffusion) rejected the request (HTTP 400)"
+    assert final.error_message == "Scene 1: The image generator (Stable Diffusion) rejected the request (HTTP 400)"
     assert [e.status for e in events(final) if e.kind == "status"] == ["queued", "processing", "failed"]
-    log = processes.log("worker")
-    narration = [line for line in log.splitlines() if "generate_narration_task" in line or "stage audio" in line]
-    # The other branch stopped early (or never started): it did not narrate all 45 scenes.
-    assert "'stage': 'audio', 'outcome': 'done'" not in log, "\n".join(narration)
-    assert "final.mp4" not in str(final.result)
+    # The other branch stopped early: the narration scene tasks after the failure did nothing, so not all
+    # 45 scenes were narrated, and nothing was assembled.
+    narrated = SceneCheckpoint.objects.filter(job=final, kind="audio", state=SceneCheckpoint.DONE).count()
+    assert narrated < len(texts), narrated
+    assert final.result is None
+    assert "signal=task_prerun task=jobs.tasks.assemble_video_task" not in processes.log("worker")

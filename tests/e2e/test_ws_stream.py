@@ -53,13 +53,16 @@ async def receive_json(socket: ClientConnection, deadline: float) -> dict[str, A
 
 async def read_until_terminal(socket: ClientConnection, deadline: float,
                               stop: Callable[[list[dict[str, Any]]], bool] | None = None) -> list[dict[str, Any]]:
-    """Status messages until the job finishes (or `stop(messages)` says so)."""
+    """Status and artifact messages until the job finishes (or `stop(messages)` says so); a waiting job's
+    `queue` messages (its place in line, pushed whenever admission refreshes positions) are skipped."""
     messages: list[dict[str, Any]] = []
     while True:
         message = await receive_json(socket, deadline)
-        assert message["type"] == "status", message
+        if message["type"] == "queue":
+            continue
+        assert message["type"] in ("status", "artifact"), message
         messages.append(message)
-        if message["status"] in states.TERMINAL or (stop and stop(messages)):
+        if message.get("status") in states.TERMINAL or (stop and stop(messages)):
             return messages
 
 
@@ -82,12 +85,15 @@ def assert_consecutive(snapshot: dict[str, Any], messages: list[dict[str, Any]])
     assert seqs == list(range(snapshot["seq"] + 1, snapshot["seq"] + 1 + len(seqs))), seqs
 
 
-def recorded(job: GenerationJob, after_seq: int = 0) -> list[tuple[int, str, float]]:
-    return [(e.seq, e.status, e.progress) for e in JobEvent.objects.filter(job=job, seq__gt=after_seq).order_by("seq")]
+def recorded(job: GenerationJob, after_seq: int = 0) -> list[tuple[int, str, float | str]]:
+    """(seq, status, progress) of each event; (seq, "artifact", name) of an artifact event."""
+    return [(e.seq, "artifact", e.data["name"]) if e.kind == "artifact" else (e.seq, e.status, e.progress)
+            for e in JobEvent.objects.filter(job=job, seq__gt=after_seq).order_by("seq")]
 
 
-def shape(messages: list[dict[str, Any]]) -> list[tuple[int, str, float]]:
-    return [(m["seq"], m["status"], m["progress"]) for m in messages]
+def shape(messages: list[dict[str, Any]]) -> list[tuple[int, str, float | str]]:
+    return [(m["seq"], "artifact", m["name"]) if m["type"] == "artifact" else (m["seq"], m["status"], m["progress"])
+            for m in messages]
 
 
 # --- tests ---------------------------------------------------------------------------------------------
@@ -103,10 +109,14 @@ def test_ws_stream__full_video_job_from_snapshot_to_completed(processes) -> None
 
     assert (snapshot["job_id"], snapshot["status"], snapshot["seq"], snapshot["progress"]) == (str(job.pk), "queued", 1, 0.0)
     assert_consecutive(snapshot, messages)
-    progress = [m["progress"] for m in messages]
+    status = [m for m in messages if m["type"] == "status"]
+    progress = [m["progress"] for m in status]
     assert progress == sorted(progress), "progress never goes down within an attempt"
     assert any(0 < p < 100 for p in progress), progress
-    assert {m["status"] for m in messages[:-1]} == {"processing"}
+    assert {m["status"] for m in status[:-1]} == {"processing"}
+    # each scene's image and narration was announced before the job completed (jobs/scenes.py)
+    assert sorted((m["kind"], m["scene"]) for m in messages if m["type"] == "artifact") == [
+        (kind, scene) for kind in ("audio", "image") for scene in (1, 2)]
     final = messages[-1]
     assert (final["status"], final["progress"], final["error_message"]) == ("completed", 100.0, None), final
     assert "video" in {a["kind"] for a in final["result"]["artifacts"]}

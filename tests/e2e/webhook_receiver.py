@@ -6,6 +6,7 @@ never answer; `stop()` / `start()` take it down and bring it back on the same po
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,6 +17,7 @@ from tests.processes import free_port
 class Received:
     headers: dict[str, str]
     body: bytes
+    at: float  # time.time() when the body was read (bench/webhooks.py measures delivery latency with it)
 
 
 class WebhookReceiver:
@@ -42,13 +44,14 @@ class WebhookReceiver:
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                at = time.time()
                 if receiver.hang:
                     with receiver.lock:
                         receiver.hung += 1
                     receiver._release.wait(120)
                     return
                 with receiver.lock:
-                    receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
+                    receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body, at))
                     status = receiver.answers.pop(0) if receiver.answers else 200
                 self.send_response(status)
                 self.send_header("Content-Length", "2")

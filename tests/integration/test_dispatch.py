@@ -10,6 +10,7 @@ from kombu import Connection
 from config.celery import app
 from jobs import dispatch, services, states
 from jobs.models import GenerationJob
+from jobs.plans import get_plan
 from tests.factories import make_job, make_project
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,16 +47,23 @@ def test_dispatch__broker_unreachable_leaves_the_job_queued_without_raising(dead
 def test_dispatch__signature_routes_each_stage_to_its_queue():
     signature, first_id = dispatch.job_signature(job_id="j", job_type="full_video", attempt=2)
 
-    parse, fan_out = signature.tasks
+    # The canvas stops at the parse: it fans the scenes out itself, and the last scene sends the assembly.
+    parse = signature
+    assert parse.task == "jobs.tasks.parse_script_task"
     assert parse.options["queue"] == "video_generation" and parse.options["task_id"] == first_id
-    assert [t.options["queue"] for t in fan_out.tasks] == ["image_generation", "audio_generation"]
-    assert fan_out.body.options["queue"] == "video_generation"
     assert parse.args == ("j", 2) and parse.immutable
     soft, hard = parse.options["soft_time_limit"], parse.options["time_limit"]
     assert 0 < soft < hard
+    plan = get_plan("full_video")
+    assembly = dispatch.plan_canvas(plan, job_id="j", attempt=2, limits=(soft, hard), start=2)
+    assert assembly.task == "jobs.tasks.assemble_video_task" and assembly.options["queue"] == "video_generation"
+    image = dispatch.scene_signature(plan.stage("images"), job_id="j", attempt=2, scene=7, limits=(soft, hard))
+    narration = dispatch.scene_signature(plan.stage("audio"), job_id="j", attempt=2, scene=7, limits=(soft, hard))
+    assert (image.args, image.options["queue"]) == (("j", 2, 7), "image_generation")
+    assert (narration.task, narration.options["queue"]) == ("jobs.tasks.generate_narration_task", "audio_generation")
 
-    image_chain, _ = dispatch.job_signature(job_id="j", job_type="image_generation", attempt=1)
-    assert [t.options["queue"] for t in image_chain.tasks] == ["image_generation", "image_generation"]
+    image_first, _ = dispatch.job_signature(job_id="j", job_type="image_generation", attempt=1)
+    assert (image_first.task, image_first.options["queue"]) == ("jobs.tasks.parse_script_task", "image_generation")
 
 
 def test_dispatch__retry_of_a_failed_job_dispatches_a_new_task():

@@ -52,7 +52,7 @@ def test_media_sweep__old_leftovers_of_a_stopped_job_go_and_its_artifacts_stay(m
     # then the old leftovers are gone; the artifact and the leftover still being written stay
     assert not old_partial.exists() and not work.exists()
     assert (folder / "images" / "scene-001.png").exists() and fresh.exists()
-    assert report.as_dict() == {"orphan_folders": 0, "leftovers": 2}
+    assert report.as_dict() == {"orphan_folders": 0, "leftovers": 2, "scratch": 0}
 
 
 def test_media_sweep__a_running_stage_keeps_its_files_until_its_time_limit_passed(media, settings):
@@ -86,4 +86,35 @@ def test_media_sweep__the_folder_of_a_deleted_job_goes_and_foreign_folders_stay(
 
 
 def test_media_sweep__no_media_folder_yet_is_fine(media):
-    assert media_sweep().as_dict() == {"orphan_folders": 0, "leftovers": 0}
+    assert media_sweep().as_dict() == {"orphan_folders": 0, "leftovers": 0, "scratch": 0}
+
+
+def test_media_sweep__killed_stages_scratch_folders_go_unless_their_job_may_still_run(media):
+    # given scratch folders a killed stage left: of a finished job (old and fresh), and of a processing job
+    finished, running = make_job(), make_processing_job()
+    scratch = media / "scratch"
+    old, fresh, busy = (scratch / f"{finished.pk}-a1-images-x1", scratch / f"{finished.pk}-a1-audio-x2",
+                        scratch / f"{running.pk}-a1-video-x3")
+    for folder in (old, fresh, busy):
+        (folder / "inputs").mkdir(parents=True)
+        (folder / "inputs" / "scene_001.png").write_bytes(b"png")
+    _age(old, 2 * HOUR)
+    _age(busy, 700)  # past the grace, but within the processing job's stage time limit plus the grace
+
+    report = media_sweep()
+
+    assert report.scratch == [old.name]
+    assert not old.exists() and fresh.exists() and busy.exists()
+
+
+def test_stage_scratch__is_removed_however_the_stage_ends_and_sweeps_stale_ones(media, settings):
+    from jobs.scratch import stage_scratch
+
+    stale = media / "scratch" / "gone-a1-images-x"
+    stale.mkdir(parents=True)
+    _age(stale, settings.JOBS.get("JOB_TIME_LIMIT_S", 3600) + 3 * HOUR)
+    with pytest.raises(RuntimeError):
+        with stage_scratch("job", 1, "images") as folder:
+            (folder / "work.bin").write_bytes(b"x")
+            raise RuntimeError("the stage failed")
+    assert not folder.exists() and not stale.exists()

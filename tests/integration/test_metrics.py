@@ -4,12 +4,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import pytest
 from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.celery import app as celery_app
+from config.redis_roles import RedisRole
 from jobs import services, states
 from jobs.plans import JOB_TYPES
 from ops import metrics
@@ -150,8 +152,8 @@ def test_metrics__queue_depth_counts_tasks_waiting_in_a_queue_without_workers(
     assert after[("jobs_metrics_source_up", (("source", "redis"),))] == 1
 
 
-@override_settings(CELERY_BROKER_URL="redis://127.0.0.1:1/0")
-def test_metrics__redis_down_is_reported_not_raised(client: Client, staff_user) -> None:
+def test_metrics__redis_down_is_reported_not_raised(client: Client, staff_user, settings) -> None:
+    settings.REDIS_ROLES = replace(settings.REDIS_ROLES, broker=RedisRole("broker", 0, "redis://127.0.0.1:1/0"))
     client.force_login(staff_user)
     samples = _scrape(client)
     assert samples[("jobs_metrics_source_up", (("source", "redis"),))] == 0

@@ -67,12 +67,13 @@ def test_reaper__fresh_heartbeat_and_retry_waiting_stage_are_left_alone():
     assert GenerationJob.objects.get(pk=waiting.pk).status == states.PROCESSING
 
 
-def test_reaper__queued_job_without_a_live_dispatch_is_dispatched_again():
+def test_reaper__queued_job_without_a_live_dispatch_is_dispatched_again(settings):
+    settings.JOBS = {**settings.JOBS, "MAX_RUNNING_PER_USER": 0}  # all three admitted at create
     never = make_job()
     GenerationJob.objects.filter(pk=never.pk).update(dispatched_at=None, celery_task_id="")
-    age(never, queued_at=30)
+    age(never, queued_at=30, admitted_at=30)
     long_ago = make_job()
-    age(long_ago, queued_at=500, dispatched_at=121)
+    age(long_ago, queued_at=500, admitted_at=500, dispatched_at=121)
     recent = make_job()
     recent_task = GenerationJob.objects.get(pk=recent.pk).celery_task_id
 
@@ -81,6 +82,25 @@ def test_reaper__queued_job_without_a_live_dispatch_is_dispatched_again():
     assert sorted(report.redispatched) == sorted([str(never.pk), str(long_ago.pk)])
     assert GenerationJob.objects.get(pk=never.pk).celery_task_id
     assert GenerationJob.objects.get(pk=recent.pk).celery_task_id == recent_task
+
+
+def test_reaper__a_long_backlog_waiting_for_admission_is_never_sent_again(settings, monkeypatch):
+    """Jobs wait in the database, not the broker: a job never admitted (its owner at their limit) has no
+    message, and however long it waits the reaper sends none."""
+    from jobs import queue_positions
+
+    monkeypatch.setattr(queue_positions, "REFRESH_MIN_INTERVAL_S", 0)
+    settings.JOBS = {**settings.JOBS, "MAX_RUNNING_PER_USER": 1, "ADMISSION_HEADROOM": 0}
+    running = make_job()
+    backlog = make_job(project=running.project)
+    age(backlog, queued_at=3600)
+
+    report = reap_jobs()
+
+    assert GenerationJob.objects.get(pk=running.pk).admitted_at is not None
+    waiting = GenerationJob.objects.get(pk=backlog.pk)
+    assert report.redispatched == [] and waiting.admitted_at is None and waiting.celery_task_id == ""
+    assert waiting.status == states.QUEUED and waiting.queue_position == 1
 
 
 def test_reaper__a_second_reaper_run_at_the_same_time_does_nothing():
@@ -112,9 +132,10 @@ def test_reaper__periodic_tasks_are_created_idempotently_on_the_maintenance_queu
     call_command("setup_periodic_tasks", verbosity=0)
 
     tasks = {t.task: t for t in PeriodicTask.objects.exclude(task__startswith="celery.")}
-    assert set(tasks) == {"jobs.tasks.reap_jobs_task", "jobs.tasks.cleanup_results_task",
+    assert set(tasks) == {"jobs.tasks.reap_jobs_task", "jobs.tasks.cleanup_results_task", "jobs.tasks.enforce_deadlines_task",
                           "api.tasks.sweep_idempotency_keys_task", "jobs.tasks.sweep_media_task",
-                          "webhooks.tasks.sweep_deliveries_task", "webhooks.tasks.cleanup_deliveries_task"}
+                          "webhooks.tasks.sweep_deliveries_task", "webhooks.tasks.cleanup_deliveries_task",
+                          "jobs.tasks.expire_artifacts_task"}
     assert all(t.queue == "maintenance" and t.enabled for t in tasks.values())
     assert tasks["jobs.tasks.reap_jobs_task"].interval.every == 30
 

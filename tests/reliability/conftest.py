@@ -21,8 +21,11 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 
 from jobs import services, states
 from jobs.models import GenerationJob, JobEvent
+from devtools.embedded_redis import free_port
 from tests.e2e.fake_backend import script  # noqa: F401  (re-exported to the scenarios)
 from tests.factories import make_project, make_user
+from tests.processes import artifacts_dir
+from tests.redis_ha import RedisServer
 
 # Worker/beat limits short enough that a lost worker is noticed within seconds.
 LIMITS = {
@@ -44,6 +47,18 @@ def periodic_tasks(settings):
     settings.JOBS = {**settings.JOBS, "REAPER_INTERVAL_S": 1.0, "STALE_AFTER_S": 4.0, "CANCEL_GRACE_S": 3.0}
     call_command("setup_periodic_tasks", verbosity=0)
     return settings
+
+
+@pytest.fixture
+def private_redis():
+    """A redis-server on a port of its own that the test may stop and start again (same port, empty).
+
+    Every process of a test that restarts Redis uses this one, never the machine's: stopping it cannot
+    disturb other test runs."""
+    port = free_port()
+    server = RedisServer(artifacts_dir() / f"redis-private-{port}", port=port).start()
+    yield server
+    server.stop()
 
 
 def token_for(user: Any) -> str:
@@ -75,7 +90,7 @@ class JobView:
         if self.first_seq is None:
             self.first_seq = seq
         self.seqs.add(seq)
-        if message["status"] in states.TERMINAL:
+        if message.get("status") in states.TERMINAL:  # an `artifact` message has a seq but no status
             self.final = message
 
 
@@ -131,7 +146,7 @@ async def _follow(stream: Stream, deadline: float, silence_resume_s: float | Non
                             await socket.send(json.dumps(frame))
                         continue
                     message = json.loads(raw)
-                    if message.get("type") != "status":
+                    if message.get("type") not in ("status", "artifact"):  # both are numbered job events
                         stream.errors.append(str(message))
                         continue
                     stream.views.setdefault(message["job_id"], JobView()).see(message)

@@ -29,7 +29,7 @@ def test_media_leaks__project_deleted_mid_stage_leaves_no_orphan_folder(processe
 
     # when its project is deleted mid-stage, and the stage stops
     project_delete(project=job.project)
-    wait_until(lambda: (lease := leases.get_stage(job.pk, attempt, "images")) is None or lease.state != leases.RUNNING,
+    wait_until(lambda: all(lease.state != leases.RUNNING for lease in leases.stage_leases(job.pk, attempt, "images")),
                30, message="the images stage to stop")
 
     # then maintenance removes whatever the stage wrote after the delete, and nothing of the job is left

@@ -15,6 +15,7 @@ from jobs.tasks import cleanup_results_task
 from tests.processes import wait_until
 
 from .conftest import LIMITS, Watchers, assert_settled, owned_jobs
+from .scenario import assert_all_completed, wait_finished
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
 
@@ -49,12 +50,10 @@ def test_postgres_kill__terminated_connections_mid_job_jobs_still_complete(proce
         time.sleep(1.0)
 
     # Then the worker recovers and every job completes
-    wait_until(lambda: not GenerationJob.objects.filter(pk__in=job_ids).exclude(status__in=states.TERMINAL).exists(),
-               75, interval=0.5, message="every job to finish after the connections were killed")
+    wait_finished(job_ids, 75, message="every job to finish after the connections were killed")
     done = assert_settled(job_ids, watchers)
     assert terminated[0] > 0, "the worker's connections were there to kill"
-    assert {job.status for job in done.values()} == {states.COMPLETED}, {
-        j: (job.status, job.error_message) for j, job in done.items()}
+    assert_all_completed(done)
     assert worker.poll() is None and processes.procs["daphne"].poll() is None
 
 

@@ -16,6 +16,7 @@ from tests.factories import make_project, make_user
 from tests.processes import ALL_QUEUES, kill_stage_holder, wait_until
 
 from .conftest import LIMITS, TINY_IMAGES, Watchers, assert_settled, owned_jobs, script, token_for
+from .scenario import assert_all_completed, wait_finished
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
 
@@ -31,9 +32,9 @@ def running_stage_in(worker_pid: int, job_ids: list[str]) -> tuple[str, int] | N
         return None
     rows = GenerationJob.objects.filter(pk__in=job_ids, status=states.PROCESSING, progress__gt=0)
     for job_id, attempt in rows.values_list("pk", "attempts"):
-        lease = leases.get_stage(job_id, attempt, "images")
-        if lease is not None and lease.state == leases.RUNNING and lease.pid in pool:
-            return str(job_id), attempt
+        for lease in leases.stage_leases(job_id, attempt, "images"):  # its scene tasks' leases
+            if lease.state == leases.RUNNING and lease.pid in pool:
+                return str(job_id), attempt
     return None
 
 
@@ -50,8 +51,14 @@ def activate(processes, name: str) -> None:
     node = wait_until(lambda: re.search(r"(\S+@\S+) ready\.", processes.log(name)), 30,
                       message=f"{name} to log that it is ready").group(1)
     for queue in ALL_QUEUES.split(","):
-        replies = app.control.add_consumer(queue, destination=[node], reply=True, timeout=10)
-        assert replies and "ok" in replies[0][node], replies
+        # Asked again until the node answers (adding a queue twice is a no-op): a node that has just logged
+        # "ready" may not be subscribed to the broadcast yet (Redis fanout is pub/sub: what is sent before is
+        # lost), and a loaded machine answers late (CI once got no reply in 10 s).
+        def added(queue=queue):
+            replies = app.control.add_consumer(queue, destination=[node], reply=True, timeout=5)
+            return replies and "ok" in replies[0][node]
+
+        wait_until(added, 60, interval=0, message=f"{node} to add a consumer for {queue}")
     # A blocked BRPOP only sees the added queues when it returns (after up to a second): a no-op task on the
     # standby queue returns it now.
     app.send_task("celery.accumulate", args=[0], queue=f"standby-{name}")
@@ -86,13 +93,11 @@ def test_worker_loss__20_sigkills_mid_job_every_job_completes(processes, periodi
         processes.kill(names[n])
         killed.append(victim)
     activate(processes, "worker-last")
-    wait_until(lambda: not GenerationJob.objects.filter(pk__in=job_ids).exclude(status__in=states.TERMINAL).exists(),
-               120, interval=0.5, message="every job to finish after the kills")
+    wait_finished(job_ids, 120, message="every job to finish after the kills")
 
     # Then every job completed (none hit the maximum), each killed attempt was replaced by a new one
     done = assert_settled(job_ids, watchers)
-    assert {job.status for job in done.values()} == {states.COMPLETED}, {
-        j: (job.status, job.error_message) for j, job in done.items()}
+    assert_all_completed(done)
     for job_id, attempt in killed:
         assert done[job_id].attempts > attempt, (job_id, attempt, done[job_id].attempts)
     assert sum(job.lost_count for job in done.values()) >= len(set(killed))

@@ -31,11 +31,11 @@ async def _recv_json(socket, timeout: float = 10.0) -> dict:
     return json.loads(await asyncio.wait_for(socket.recv(), timeout))
 
 
-async def junk_frames(url: str) -> None:
+async def junk_frames(url: str, *, opener=connect) -> None:
     """Random text and binary frames each get an error message; the connection stays usable. Sent in
     batches within the message budget (100 at once, 20 a second: WEBSOCKETS in config/settings.py)."""
     rng = random.Random(7)
-    async with connect(url, max_size=None) as socket:
+    async with opener(url, max_size=None) as socket:
         await _recv_json(socket)  # snapshot
         frames: list[str | bytes] = []
         for _ in range(150):
@@ -49,16 +49,18 @@ async def junk_frames(url: str) -> None:
                 await socket.send(frame)
             for _ in batch:
                 answer = await _recv_json(socket)
+                while answer["type"] == "queue":  # a place-in-line push of the waiting job, not an answer
+                    answer = await _recv_json(socket)
                 assert answer["type"] in ("error", "status") and "rate limit" not in answer.get("message", ""), answer
             await asyncio.sleep(50 / 20 + 0.2)
         await socket.send("ping")
         assert await asyncio.wait_for(socket.recv(), 10) == "pong"
 
 
-async def oversize_frames(url: str) -> None:
+async def oversize_frames(url: str, *, opener=connect) -> None:
     """A frame past the limit is refused with an error (or the server closes the socket): never a crash."""
     for size in (5_000, 100_000, 2_000_000):
-        async with connect(url, max_size=None) as socket:
+        async with opener(url, max_size=None) as socket:
             await _recv_json(socket)
             try:
                 await socket.send(json.dumps({"type": "ping", "pad": "x" * size}))
@@ -68,10 +70,10 @@ async def oversize_frames(url: str) -> None:
                 pass
 
 
-async def ping_flood(url: str, count: int = 3000) -> None:
+async def ping_flood(url: str, count: int = 3000, *, opener=connect) -> None:
     """Thousands of pings without waiting: some answered in order, then (rate-limit errors and) a 4429 close,
     for more than the message budget (100) or more than WS_INBOX_MAX (100) messages waiting."""
-    async with connect(url, max_size=None) as socket:
+    async with opener(url, max_size=None) as socket:
         await _recv_json(socket)
         try:
             await asyncio.gather(*(socket.send("ping" if n % 2 else '{"type":"ping"}') for n in range(count)))
@@ -87,20 +89,20 @@ async def ping_flood(url: str, count: int = 3000) -> None:
         assert all('"rate limit' in a for a in answers[len(pongs):]), answers[len(pongs):][:3]
 
 
-async def connect_cycles(url: str, cycles: int = CYCLES, parallel: int = 20) -> None:
-    """Connect, take the snapshot, disconnect: `cycles` times, `parallel` at once."""
+async def connect_cycles(url: str, cycles: int = CYCLES, parallel: int = 20, opener=connect) -> None:
+    """Connect, take the snapshot, disconnect: `cycles` times, `parallel` at once (`opener`: how to connect)."""
 
     async def runner(n: int) -> None:
         for _ in range(n):
-            async with connect(url, max_size=None) as socket:
+            async with opener(url, max_size=None) as socket:
                 assert (await _recv_json(socket))["type"] == "status"
 
     await asyncio.gather(*(runner(cycles // parallel) for _ in range(parallel)))
 
 
-async def never_reads(url: str) -> None:
+async def never_reads(url: str, *, opener=connect) -> None:
     """Asks for thousands of snapshots and reads none of them, then goes away."""
-    async with connect(url, max_size=None, max_queue=1) as socket:
+    async with opener(url, max_size=None, max_queue=1) as socket:
         for _ in range(5000):
             await socket.send("refresh")
         await asyncio.sleep(3)

@@ -14,9 +14,9 @@ pytestmark = pytest.mark.django_db
 JOB_FIELDS = {
     "id", "project_id", "job_type", "status", "progress", "current_stage", "error_message", "celery_task_id",
     "params", "result", "attempts", "seq", "created_at", "started_at", "completed_at", "updated_at",
-    "webhook_url", "webhook_events_filter",
+    "webhook_url", "webhook_events_filter", "priority", "queue_position", "start_timeout_s", "max_runtime_s",
 }
-EVENT_FIELDS = {"seq", "status", "progress", "stage", "message", "kind", "attempt", "created_at"}
+EVENT_FIELDS = {"seq", "status", "progress", "stage", "message", "kind", "attempt", "data", "created_at"}
 
 
 def test_job_create__201_queued_with_location(api, project):

@@ -42,7 +42,8 @@ def test_schema__served_as_openapi_3(client):
     job = schema["components"]["schemas"]["Job"]["properties"]
     assert list(job) == ["id", "project_id", "job_type", "status", "progress", "current_stage", "error_message",
                          "celery_task_id", "params", "result", "attempts", "seq", "created_at", "started_at",
-                         "completed_at", "updated_at", "webhook_url", "webhook_events_filter"]
+                         "completed_at", "updated_at", "webhook_url", "webhook_events_filter", "priority",
+                         "queue_position", "start_timeout_s", "max_runtime_s"]
 
 
 @pytest.mark.django_db

@@ -117,4 +117,5 @@ def test_frame__status_message_has_id_event_and_one_data_line() -> None:
 
     assert text.startswith("id: 7\nevent: status\ndata: {") and text.endswith("}\n\n")
     assert text.count("\n") == 4  # a newline inside a value is escaped by JSON
-    assert sse.frame({"type": "artifact", "job_id": "j", "seq": 7}).decode().startswith("event: artifact\ndata: ")
+    # an artifact message is a numbered job event too: its seq is the id a reconnect resumes after
+    assert sse.frame({"type": "artifact", "job_id": "j", "seq": 8}).decode().startswith("id: 8\nevent: artifact\ndata: ")

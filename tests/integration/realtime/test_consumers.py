@@ -63,7 +63,8 @@ async def test_job_socket__token_auth_sends_snapshot(watcher: Watcher) -> None:
     snapshot = await open_socket(socket)
     assert set(snapshot) == events.STATUS_KEYS
     assert snapshot == {"type": "status", "job_id": str(job.pk), "status": "processing", "progress": 30.0,
-                        "current_stage": "Generating images", "error_message": None, "seq": 5, "result": None}
+                        "current_stage": "Generating images", "error_message": None, "seq": 5, "result": None,
+                        "queue_position": None}
     await socket.disconnect()
 
 
@@ -291,7 +292,8 @@ async def test_publish__committed_event_reaches_job_and_project_streams(watcher:
     await open_socket(project_socket)
     await report_progress(job_id=job.pk, progress=12.5, stage="Parsing script")
     expected = {"type": "status", "job_id": str(job.pk), "status": "processing", "progress": 12.5,
-                "current_stage": "Parsing script", "error_message": None, "seq": 3, "result": None}
+                "current_stage": "Parsing script", "error_message": None, "seq": 3, "result": None,
+                "queue_position": None}
     assert await job_socket.receive_json_from(timeout=5) == expected
     assert await project_socket.receive_json_from(timeout=5) == expected
     await job_socket.disconnect()
@@ -314,6 +316,28 @@ async def test_publish__from_a_plain_thread_uses_the_background_sender(watcher: 
     message = await socket.receive_json_from(timeout=5)
     assert (message["seq"], message["progress"]) == (3, 77.0)
     await socket.disconnect()
+
+
+async def test_publish__a_burst_from_a_plain_thread_arrives_complete_and_in_order(watcher: Watcher) -> None:
+    """The background sender sends what queued meanwhile in one pipelined round trip: order and completeness
+    per job and per project hold across those batches."""
+    job = await database_sync_to_async(make_processing_job)(owner=watcher.user)
+    job_socket = watcher.token_socket(f"/ws/jobs/{job.pk}/")
+    project_socket = watcher.token_socket(f"/ws/projects/{job.project_id}/")
+    await open_socket(job_socket)
+    await open_socket(project_socket)
+
+    def worker_side() -> bool:
+        for step in range(1, 101):
+            services.job_report_progress(job_id=job.pk, progress=step * 0.5)
+        return publish.flush(10)
+
+    assert await asyncio.to_thread(worker_side)
+    for socket in (job_socket, project_socket):
+        received = await receive_all(socket, 100)
+        assert [m["seq"] for m in received] == list(range(3, 103))
+        assert received[-1]["progress"] == 50.0
+        await socket.disconnect()
 
 
 async def test_job_socket__gap_in_live_pushes_is_filled_from_the_database(watcher: Watcher) -> None:

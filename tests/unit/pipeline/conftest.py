@@ -8,11 +8,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from jobs.pipeline import PipelineConfig
+from jobs.pipeline import Artifact, PipelineConfig, StageFiles
+from jobs.pipeline.local_store import LocalStore
 
 
 @pytest.fixture
@@ -96,3 +98,13 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+def local_files(folder: Path) -> StageFiles:
+    """Stage files stored as plain files in `folder` (a LocalStore rooted one level up), scratch beside it."""
+    return StageFiles(LocalStore(folder.parent), folder.name, folder.parent / f"{folder.name}.scratch")
+
+
+def stored(folder: Path, artifact: Artifact) -> Path:
+    """The file holding an artifact stored through `local_files(folder)`."""
+    return folder.parent / artifact.key

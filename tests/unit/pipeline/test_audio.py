@@ -11,6 +11,7 @@ import pytest
 from jobs.pipeline import JobCancelled, PermanentError, PipelineConfig, Scene, run_audio_stage
 from jobs.pipeline import audio as audio_module
 from tests.doubles import RecordingContext
+from tests.unit.pipeline.conftest import local_files, stored
 
 HAS_ESPEAK = shutil.which("espeak-ng") is not None
 
@@ -32,9 +33,9 @@ def _wav(path: Path) -> tuple[float, array, wave._wave_params]:
 
 def test_run_audio_stage__tone_fallback_has_exact_durations(tmp_path: Path, config: PipelineConfig) -> None:
     ctx = RecordingContext()
-    artifacts = run_audio_stage(_scenes(), tmp_path, ctx, params={}, config=config, engine="tone")
+    artifacts = run_audio_stage(_scenes(), local_files(tmp_path), ctx, params={}, config=config, engine="tone")
     for artifact, scene in zip(artifacts, _scenes()):
-        duration, samples, params = _wav(artifact.path)
+        duration, samples, params = _wav(stored(tmp_path, artifact))
         assert abs(duration - scene.duration_s) < 0.05
         assert (params.nchannels, params.sampwidth, params.framerate) == (1, 2, 22050)
         assert artifact.meta["voice"] == "tone"
@@ -46,22 +47,22 @@ def test_run_audio_stage__tone_fallback_has_exact_durations(tmp_path: Path, conf
 
 def test_run_audio_stage__falls_back_to_tone_without_espeak(tmp_path: Path, config: PipelineConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(audio_module.shutil, "which", lambda name: None)
-    artifacts = run_audio_stage(_scenes()[:1], tmp_path, RecordingContext(), params={}, config=config)
+    artifacts = run_audio_stage(_scenes()[:1], local_files(tmp_path), RecordingContext(), params={}, config=config)
     assert artifacts[0].meta["voice"] == "tone"
-    assert abs(_wav(artifacts[0].path)[0] - 3.6) < 0.05
+    assert abs(_wav(stored(tmp_path, artifacts[0]))[0] - 3.6) < 0.05
 
 
 def test_run_audio_stage__forcing_missing_espeak_fails_clearly(tmp_path: Path, config: PipelineConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(audio_module.shutil, "which", lambda name: None)
     with pytest.raises(PermanentError, match="espeak-ng is not installed"):
-        run_audio_stage(_scenes(), tmp_path, RecordingContext(), params={}, config=config, engine="espeak-ng")
+        run_audio_stage(_scenes(), local_files(tmp_path), RecordingContext(), params={}, config=config, engine="espeak-ng")
 
 
 @pytest.mark.skipif(not HAS_ESPEAK, reason="espeak-ng is not installed")
 def test_run_audio_stage__espeak_matches_scene_durations(tmp_path: Path, config: PipelineConfig) -> None:
-    artifacts = run_audio_stage(_scenes(), tmp_path, RecordingContext(), params={"voice": "en-gb", "rate_wpm": 150}, config=config)
+    artifacts = run_audio_stage(_scenes(), local_files(tmp_path), RecordingContext(), params={"voice": "en-gb", "rate_wpm": 150}, config=config)
     for artifact, scene in zip(artifacts, _scenes()):
-        duration, samples, params = _wav(artifact.path)
+        duration, samples, params = _wav(stored(tmp_path, artifact))
         assert abs(duration - scene.duration_s) < 0.05
         assert (params.nchannels, params.sampwidth) == (1, 2)
         assert artifact.meta["voice"] == "espeak-ng"
@@ -72,8 +73,8 @@ def test_run_audio_stage__espeak_matches_scene_durations(tmp_path: Path, config:
 @pytest.mark.skipif(not HAS_ESPEAK, reason="espeak-ng is not installed")
 def test_run_audio_stage__espeak_speeds_up_dense_scenes_to_fit(tmp_path: Path, config: PipelineConfig) -> None:
     dense = Scene(1, None, "This is a rather long sentence that cannot possibly be spoken in two seconds at a normal speed.", 2.0)
-    artifacts = run_audio_stage([dense], tmp_path, RecordingContext(), params={"rate_wpm": 150}, config=config)
-    duration, samples, _ = _wav(artifacts[0].path)
+    artifacts = run_audio_stage([dense], local_files(tmp_path), RecordingContext(), params={"rate_wpm": 150}, config=config)
+    duration, samples, _ = _wav(stored(tmp_path, artifacts[0]))
     assert abs(duration - 2.0) < 0.05
     assert max(map(abs, samples[-2000:])) < 32767  # faded, not clipped
 
@@ -81,8 +82,8 @@ def test_run_audio_stage__espeak_speeds_up_dense_scenes_to_fit(tmp_path: Path, c
 @pytest.mark.skipif(not HAS_ESPEAK, reason="espeak-ng is not installed")
 def test_run_audio_stage__text_starting_with_dash_is_spoken_not_parsed(tmp_path: Path, config: PipelineConfig) -> None:
     scene = Scene(1, None, "--version -w /tmp/evil.wav", 2.0)
-    artifacts = run_audio_stage([scene], tmp_path, RecordingContext(), params={}, config=config)
-    assert max(map(abs, _wav(artifacts[0].path)[1])) > 2000
+    artifacts = run_audio_stage([scene], local_files(tmp_path), RecordingContext(), params={}, config=config)
+    assert max(map(abs, _wav(stored(tmp_path, artifacts[0]))[1])) > 2000
     assert not Path("/tmp/evil.wav").exists()
 
 
@@ -96,5 +97,5 @@ def test_fit_to_length__pads_and_trims_exactly() -> None:
 
 def test_run_audio_stage__cancel_between_scenes(tmp_path: Path, config: PipelineConfig) -> None:
     with pytest.raises(JobCancelled):
-        run_audio_stage(_scenes(), tmp_path, RecordingContext(cancel_after_checks=1), params={}, config=config, engine="tone")
+        run_audio_stage(_scenes(), local_files(tmp_path), RecordingContext(cancel_after_checks=1), params={}, config=config, engine="tone")
     assert sorted(p.name for p in (tmp_path / "audio").iterdir()) == ["scene_001.wav"]

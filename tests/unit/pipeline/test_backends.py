@@ -13,6 +13,7 @@ from PIL import Image
 from jobs.pipeline import PermanentError, PipelineConfig, Scene, TransientError, load_scenes, run_image_stage, run_parse_stage
 from jobs.pipeline.backends import ollama, stable_diffusion
 from tests.doubles import NullContext
+from tests.unit.pipeline.conftest import local_files, stored
 
 from .conftest import FakeBackend
 
@@ -51,8 +52,8 @@ def test_ollama_split_scenes__accepts_a_bare_list(fake_backend: FakeBackend) -> 
 def test_run_parse_stage__uses_ollama_when_configured(fake_backend: FakeBackend, tmp_path: Path) -> None:
     fake_backend.answer(GENERATE, json_body=_ollama_answer({"scenes": [{"heading": "A", "text": "one two three"}]}))
     config = PipelineConfig(ollama_url=fake_backend.url, min_scene_seconds=1.0)
-    scenes, artifacts = run_parse_stage("whatever", tmp_path, NullContext(), params={}, config=config)
-    assert scenes == [Scene(1, "A", "one two three", 1.2)] == load_scenes(tmp_path)
+    scenes, artifacts = run_parse_stage("whatever", local_files(tmp_path), NullContext(), params={}, config=config)
+    assert scenes == [Scene(1, "A", "one two three", 1.2)] == load_scenes(local_files(tmp_path))
     assert artifacts[0].meta["source"] == "ollama"
 
 
@@ -122,9 +123,9 @@ def test_sd_txt2img__success_is_fitted_to_the_frame(fake_backend: FakeBackend) -
 def test_run_image_stage__uses_stable_diffusion_when_configured(fake_backend: FakeBackend, tmp_path: Path) -> None:
     fake_backend.answer(TXT2IMG, json_body={"images": [_png_b64()]})
     config = PipelineConfig(sd_api_url=fake_backend.url)
-    artifacts = run_image_stage([Scene(1, "H", "T", 2.0)], tmp_path, NullContext(), params={"width": 128, "height": 72}, config=config)
+    artifacts = run_image_stage([Scene(1, "H", "T", 2.0)], local_files(tmp_path), NullContext(), params={"width": 128, "height": 72}, config=config)
     assert artifacts[0].meta["renderer"] == "stable-diffusion"
-    assert Image.open(artifacts[0].path).size == (128, 72)
+    assert Image.open(stored(tmp_path, artifacts[0])).size == (128, 72)
     assert fake_backend.requests[0][1]["prompt"] == "H. T"
 
 

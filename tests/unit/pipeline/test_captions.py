@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from jobs.pipeline import PermanentError, PipelineConfig, Scene, StageInputs, probe_duration
-from jobs.pipeline.artifacts import atomic_write_json, make_artifact, write_manifest
+from jobs.pipeline.artifacts import json_bytes
 from jobs.pipeline.captions import (
     CUE_CHARS,
     LINE_CHARS,
@@ -20,6 +20,7 @@ from jobs.pipeline.captions import (
     write_vtt,
 )
 from jobs.plans import run_job
+from tests.unit.pipeline.conftest import local_files, stored
 from tests.doubles import NullContext
 from tests.vtt import parse_vtt
 
@@ -99,25 +100,23 @@ def test_write_vtt__parses_back_with_escaped_text_and_short_lines() -> None:
 
 
 def _source(tmp_path: Path, durations: list[float]) -> Path:
-    """A source job folder with scenes.json and a narration manifest (no real audio needed for the VTT)."""
+    """A source job's stored scenes.json and narration manifest (no real audio needed for the VTT)."""
     source = tmp_path / "source"
+    files = local_files(source)
     scenes = [Scene(i, None, f"Scene number {i} speaks.", 1.0) for i in range(1, len(durations) + 1)]
-    atomic_write_json(source / "scenes.json", {"version": 1, "scenes": [s.to_dict() for s in scenes]})
-    audio = []
-    for scene, seconds in zip(scenes, durations):
-        path = source / "audio" / f"scene_{scene.index:03d}.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"RIFF")
-        audio.append(make_artifact(path, "audio", "audio/wav", {"scene": scene.index, "duration_s": seconds}))
-    write_manifest(source, "audio", audio)
+    data = json_bytes({"version": 1, "scenes": [s.to_dict() for s in scenes]})
+    files.write_manifest("scenes", [files.save_bytes("scenes.json", data, "scenes", "application/json")])
+    audio = [files.save_bytes(f"audio/scene_{scene.index:03d}.wav", b"RIFF", "audio", "audio/wav",
+                              {"scene": scene.index, "duration_s": seconds})
+             for scene, seconds in zip(scenes, durations)]
+    files.write_manifest("audio", audio)
     return source
 
 
 def _inputs(tmp_path: Path, source: Path) -> StageInputs:
     out = tmp_path / "captions"
-    out.mkdir()
-    return StageInputs(out_dir=out, params={"source_job_id": "src"}, config=PipelineConfig(),
-                       job_dir=lambda job_id: source if job_id == "src" else tmp_path / "missing")
+    return StageInputs(files=local_files(out), params={"source_job_id": "src"}, config=PipelineConfig(),
+                       job_files=lambda job_id: local_files(source if job_id == "src" else tmp_path / "missing"))
 
 
 def test_captions_stage__writes_the_vtt_timed_to_the_source_narration(tmp_path: Path) -> None:
@@ -125,7 +124,7 @@ def test_captions_stage__writes_the_vtt_timed_to_the_source_narration(tmp_path: 
 
     [artifact] = captions_stage(inputs, NullContext())
 
-    cues = parse_vtt(artifact.path.read_text(encoding="utf-8"))
+    cues = parse_vtt(stored(tmp_path / "captions", artifact).read_text(encoding="utf-8"))
     assert artifact.kind == "captions" and artifact.content_type == "text/vtt"
     assert [(c.start_s, c.end_s, c.text) for c in cues] == [(0.0, 2.0, "Scene number 1 speaks."),
                                                              (2.0, 5.5, "Scene number 2 speaks.")]
@@ -138,24 +137,25 @@ def test_captions_stage__missing_narration_or_source_is_a_clear_error(tmp_path: 
     with pytest.raises(PermanentError, match="no audio artifacts"):
         captions_stage(_inputs(tmp_path, source), NullContext())
 
-    gone = StageInputs(out_dir=tmp_path, params={"source_job_id": "other"}, config=PipelineConfig(),
-                       job_dir=lambda job_id: tmp_path / "missing")
+    gone = StageInputs(files=local_files(tmp_path / "out"), params={"source_job_id": "other"},
+                       config=PipelineConfig(), job_files=lambda job_id: local_files(tmp_path / "missing"))
     with pytest.raises(PermanentError, match="files are gone"):
         captions_stage(gone, NullContext())
 
 
 @pytest.mark.slow
 def test_captions_job__burns_the_captions_into_a_video_of_the_same_length(tmp_path: Path) -> None:
-    # given a finished full video in a folder whose name needs filtergraph escaping
+    # given a finished full video, and a captions job whose scratch folder's name needs filtergraph escaping
     config = PipelineConfig(min_scene_seconds=1.0)
-    source = tmp_path / "it's a: [weird], dir;"
+    source = tmp_path / "source"
     script = "# One\nFirst scene words here.\n\n# Two\nSecond scene."
-    run_job("full_video", script, {"width": 320, "height": 180, "fps": 10}, source, NullContext(), config=config)
+    run_job("full_video", script, {"width": 320, "height": 180, "fps": 10}, local_files(source), NullContext(),
+            config=config)
 
     # when the captions job runs on it
-    out = tmp_path / "captions"
-    result = run_job("captions", None, {"source_job_id": "5f0c2b9e-0000-4000-8000-000000000001"}, out, NullContext(),
-                     config=config, job_dir=lambda job_id: source)
+    out = tmp_path / "it's a: [weird], dir;"
+    result = run_job("captions", None, {"source_job_id": "5f0c2b9e-0000-4000-8000-000000000001"}, local_files(out),
+                     NullContext(), config=config, job_files=lambda job_id: local_files(source))
 
     # then it holds the VTT and a video as long as the source, with the captions timed to the narration
     assert [a["kind"] for a in result["artifacts"]] == ["captions", "video"]

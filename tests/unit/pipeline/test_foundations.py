@@ -85,12 +85,14 @@ def test_scaled_context__rejects_bad_ranges() -> None:
         ScaledContext(NullContext(), 60, 40)
 
 
-def test_artifact__to_dict_is_relative_posix(tmp_path: Path) -> None:
-    artifact = Artifact(tmp_path / "images" / "scene_001.png", "image", "image/png", 12, {"scene": 1})
-    assert artifact.to_dict(tmp_path) == {
-        "kind": "image", "path": "images/scene_001.png", "bytes": 12, "content_type": "image/png", "meta": {"scene": 1},
+def test_artifact__to_dict_names_its_key() -> None:
+    artifact = Artifact("jobs/x/a1/images/scene_001.png", "image", "image/png", 12, {"scene": 1})
+    assert artifact.to_dict() == {
+        "kind": "image", "key": "jobs/x/a1/images/scene_001.png", "bytes": 12, "content_type": "image/png",
+        "meta": {"scene": 1},
     }  # fmt: skip
-    assert Artifact.from_dict(artifact.to_dict(tmp_path), tmp_path) == artifact
+    assert Artifact.from_dict(artifact.to_dict()) == artifact
+    assert artifact.name == "scene_001.png"
 
 
 def test_atomic_path__failure_keeps_the_old_file_and_no_partial(tmp_path: Path) -> None:

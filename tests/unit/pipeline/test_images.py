@@ -10,6 +10,7 @@ from PIL import Image
 from jobs.pipeline import JobCancelled, PipelineConfig, Scene, load_artifacts, render_scene_image, run_image_stage
 from jobs.pipeline.images import displayable, frame_margin, load_font, wrap_text
 from tests.doubles import NullContext, RecordingContext
+from tests.unit.pipeline.conftest import local_files, stored
 
 LONG_TEXT = " ".join(f"word{i} lengthy-narration" for i in range(400)) + " " + "x" * 300
 
@@ -91,31 +92,29 @@ def test_render_scene_image__unicode_and_emoji_do_not_crash() -> None:
 def test_run_image_stage__one_png_per_scene(tmp_path: Path, config: PipelineConfig) -> None:
     scenes = [_scene(i, f"Scene number {i}.") for i in range(1, 4)]
     ctx = RecordingContext()
-    artifacts = run_image_stage(scenes, tmp_path, ctx, params={"width": 160, "height": 90}, config=config)
-    assert [a.path.relative_to(tmp_path).as_posix() for a in artifacts] == [
+    artifacts = run_image_stage(scenes, local_files(tmp_path), ctx, params={"width": 160, "height": 90}, config=config)
+    assert [stored(tmp_path, a).relative_to(tmp_path).as_posix() for a in artifacts] == [
         "images/scene_001.png", "images/scene_002.png", "images/scene_003.png",
     ]  # fmt: skip
-    assert all(a.kind == "image" and a.content_type == "image/png" and a.bytes == a.path.stat().st_size for a in artifacts)
+    assert all(a.kind == "image" and a.content_type == "image/png" and a.bytes == stored(tmp_path, a).stat().st_size for a in artifacts)
     assert ctx.reports[-1] == (100.0, "Generating images (3/3)")
     assert [stage for _, stage in ctx.reports] == [f"Generating images ({i}/3)" for i in range(4)]
-    assert load_artifacts(tmp_path, "image") == artifacts
+    assert load_artifacts(local_files(tmp_path), "image") == artifacts
 
 
-def test_run_image_stage__rerun_gives_identical_files_and_drops_stale_ones(tmp_path: Path, config: PipelineConfig) -> None:
+def test_run_image_stage__rerun_gives_identical_files(tmp_path: Path, config: PipelineConfig) -> None:
     scenes = [_scene(i, f"Scene {i}.") for i in range(1, 4)]
-    first = run_image_stage(scenes, tmp_path, NullContext(), params={"width": 160, "height": 90}, config=config)
-    before = first[0].path.read_bytes()
-    run_image_stage(scenes, tmp_path, NullContext(), params={"width": 160, "height": 90}, config=config)
-    assert first[0].path.read_bytes() == before
-    run_image_stage(scenes[:1], tmp_path, NullContext(), params={"width": 160, "height": 90}, config=config)
-    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["scene_001.png"]
+    first = run_image_stage(scenes, local_files(tmp_path), NullContext(), params={"width": 160, "height": 90}, config=config)
+    before = stored(tmp_path, first[0]).read_bytes()
+    run_image_stage(scenes, local_files(tmp_path), NullContext(), params={"width": 160, "height": 90}, config=config)
+    assert stored(tmp_path, first[0]).read_bytes() == before
 
 
 def test_run_image_stage__cancel_after_second_scene(tmp_path: Path, config: PipelineConfig) -> None:
     scenes = [_scene(i, f"Scene {i}.") for i in range(1, 6)]
     ctx = RecordingContext(cancel_after_checks=2)
     with pytest.raises(JobCancelled):
-        run_image_stage(scenes, tmp_path, ctx, params={"width": 160, "height": 90}, config=config)
+        run_image_stage(scenes, local_files(tmp_path), ctx, params={"width": 160, "height": 90}, config=config)
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["scene_001.png", "scene_002.png"]
     assert ctx.checks == 3  # stopped at the check before scene 3
     assert not (tmp_path / "manifests" / "image.json").exists()

@@ -9,6 +9,7 @@ import pytest
 from jobs.pipeline import PipelineConfig, ValidationError, load_scenes, parse_script, run_parse_stage, validate_script
 from jobs.pipeline.script import heading_of
 from tests.doubles import NullContext
+from tests.unit.pipeline.conftest import local_files, stored
 
 
 def test_parse_script__screenplay_sluglines_start_scenes(config: PipelineConfig) -> None:
@@ -127,15 +128,15 @@ def test_validate_script__returns_scenes_for_preflight(config: PipelineConfig) -
 
 
 def test_run_parse_stage__writes_scenes_json_atomically(tmp_path: Path, config: PipelineConfig) -> None:
-    scenes, artifacts = run_parse_stage("# A\nOne two.\n# B\nThree.", tmp_path, NullContext(), params={"rate_wpm": 150}, config=config)
+    scenes, artifacts = run_parse_stage("# A\nOne two.\n# B\nThree.", local_files(tmp_path), NullContext(), params={"rate_wpm": 150}, config=config)
     assert [a.kind for a in artifacts] == ["scenes"]
     data = json.loads((tmp_path / "scenes.json").read_text())
     assert [s["heading"] for s in data["scenes"]] == ["A", "B"]
-    assert load_scenes(tmp_path) == scenes
+    assert load_scenes(local_files(tmp_path)) == scenes
     assert not [p for p in tmp_path.rglob("*") if "partial" in p.name]
 
 
 def test_run_parse_stage__rerun_overwrites(tmp_path: Path, config: PipelineConfig) -> None:
-    run_parse_stage("a\n\nb\n\nc", tmp_path, NullContext(), params={}, config=config)
-    run_parse_stage("only one", tmp_path, NullContext(), params={}, config=config)
-    assert [s.text for s in load_scenes(tmp_path)] == ["only one"]
+    run_parse_stage("a\n\nb\n\nc", local_files(tmp_path), NullContext(), params={}, config=config)
+    run_parse_stage("only one", local_files(tmp_path), NullContext(), params={}, config=config)
+    assert [s.text for s in load_scenes(local_files(tmp_path))] == ["only one"]
