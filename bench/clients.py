@@ -100,12 +100,14 @@ async def watch(config: dict[str, Any]) -> None:
 
     limit = asyncio.Semaphore(32)  # the connect path does a couple of queries; do not stampede daphne
     errors = 0
+    bases = config.get("bases") or [config["base"]]  # several web processes: spread as a balancer would
 
-    async def open_one(job_id: str):
+    async def open_one(index: int, job_id: str):
         nonlocal errors
         async with limit:
             try:
-                ws = await connect(f"{config['base']}/ws/jobs/{job_id}/?token={config['token']}", open_timeout=120,
+                ws = await connect(f"{bases[index % len(bases)]}/ws/jobs/{job_id}/?token={config['token']}",
+                                   open_timeout=120,
                                    ping_interval=None, max_queue=None, compression=None)
                 snapshot = json.loads(await ws.recv())
                 return job_id, ws, int(snapshot["seq"])
@@ -113,7 +115,8 @@ async def watch(config: dict[str, Any]) -> None:
                 errors += 1
                 return None
 
-    opened = [s for s in await asyncio.gather(*(open_one(j) for j in config["jobs"])) if s is not None]
+    opened = [s for s in await asyncio.gather(*(open_one(i, j) for i, j in enumerate(config["jobs"])))
+              if s is not None]
     ready({"opened": len(opened), "errors": errors})
     await wait_line("GO")
     latencies: list[float] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -30,9 +31,20 @@ def quick() -> bool:
     return os.environ.get("BENCH_QUICK", "") not in ("", "0", "false", "no")
 
 
-def raise_open_files_limit() -> int:
-    """Raise this process's (and its future children's) open-files soft limit to the hard limit."""
+def raise_open_files_limit(wanted: int = 65536) -> int:
+    """Raise this process's (and its future children's) open-files limit to at least `wanted` if allowed.
+
+    19,000 idle sockets in one web process need more descriptors than a common default hard limit (20,000
+    here, with the clients' ends in other processes); root may raise the hard limit itself (up to
+    fs.nr_open), anyone else gets the soft limit raised to the hard one. Returns the soft limit in force.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):
+            pass  # not privileged: the hard limit stays
     if hard == resource.RLIM_INFINITY:
         hard = 1 << 20
     if soft < hard:
@@ -104,13 +116,41 @@ class BenchEnv:
         call_command("migrate", verbosity=0)
 
     def close(self) -> None:
+        """Stop what the run started, drop its database and delete its Redis keys (also after a signal)."""
         from django.db import connections
 
+        stop_started()
+        if not self.database_name:
+            return  # open() never got as far as creating anything
         connections.close_all()
         try:
             self._admin(f'DROP DATABASE IF EXISTS "{self.database_name}" WITH (FORCE)')
         except Exception as exc:  # noqa: BLE001 - best effort; say so
             print(f"could not drop {self.database_name}: {exc}", file=sys.stderr)
+        try:
+            self.delete_redis_keys()
+        except Exception as exc:  # noqa: BLE001 - best effort; say so
+            print(f"could not delete the {self.prefix} Redis keys: {exc}", file=sys.stderr)
+
+    def reset(self) -> None:
+        """A clean state for the next scenario: what the last one started stopped, its rows and keys gone.
+
+        Rows a scenario leaves change the next one: push10x's 1,000 `processing` jobs (bulk-written, no
+        worker behind them) held every worker slot admission counts (jobs/admission.py `holding_jobs`), so
+        time_to_start's jobs stayed `queued` and never reached `processing`. Truncating every table (as
+        Django's `flush`, which TransactionTestCase uses) and deleting the prefix's keys (broker queues,
+        worker announcements, leases, admission state) gives each scenario what a run of it alone gets.
+        """
+        from django.core.management import call_command
+        from django.db import connections
+
+        stop_started()
+        connections.close_all()
+        # A process stopped by SIGKILL may leave its backend for a moment; TRUNCATE must not wait on it.
+        self._admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE datname = '{self.database_name}' AND pid <> pg_backend_pid()")
+        call_command("flush", interactive=False, verbosity=0)
+        connections.close_all()
         self.delete_redis_keys()
 
     def delete_redis_keys(self) -> None:
@@ -150,6 +190,17 @@ def make_project(user: Any) -> Any:
     return Project.objects.create(owner=user, name="bench", script="## Scene 1\nA bench scene.\n")
 
 
+def idle_watched_job() -> tuple[str, str]:
+    """A token and a job that is never dispatched: what the idle-socket benches connect to."""
+    from jobs import services
+
+    raise_open_files_limit()
+    user, token = make_user_with_token()
+    with dispatching(None):
+        job_id = str(services.job_create(project=make_project(user), job_type="image_generation").pk)
+    return token, job_id
+
+
 @contextmanager
 def dispatching(signature_factory: Any | None) -> Iterator[None]:
     """Run the production dispatcher with another canvas (bench tasks), or with no dispatch at all (None).
@@ -157,17 +208,27 @@ def dispatching(signature_factory: Any | None) -> Iterator[None]:
     jobs.dispatch.dispatch_job looks `job_signature` up at call time, so swapping that one function keeps
     everything else of the production path: on-commit hand-off, apply_async(retry=False), mark dispatched.
     """
+    from bench import tasks
     from jobs import dispatch, listeners
 
     original = dispatch.job_signature
+    named = getattr(signature_factory, "task_name", None)  # the bench's workers send it too (bench/tasks.py)
+    before = tasks._redis().get(tasks.dispatch_key())
     if signature_factory is None:
         listeners.unregister_listener(dispatch.on_event_committed)
     else:
         dispatch.job_signature = signature_factory
+        if named:
+            tasks._redis().set(tasks.dispatch_key(), named)
     try:
         yield
     finally:
         dispatch.job_signature = original
+        if named:
+            if before:
+                tasks._redis().set(tasks.dispatch_key(), before)
+            else:
+                tasks._redis().delete(tasks.dispatch_key())
         listeners.register_listener(dispatch.on_event_committed)
         # Keep the listener order (dispatch first, then publish) the app registers.
         from realtime import publish
@@ -178,10 +239,59 @@ def dispatching(signature_factory: Any | None) -> Iterator[None]:
 
 # --- processes ----------------------------------------------------------------------------------------
 
+# Every ProcessGroup a scenario starts, so that bench/run.py can stop them after a scenario, a timeout or
+# a signal even when the scenario's own `finally` never ran (or was cut short).
+_GROUPS: list[Any] = []
+
+
 def process_group() -> Any:
     from tests.processes import ProcessGroup
 
-    return ProcessGroup()
+    group = ProcessGroup()
+    _GROUPS.append(group)
+    return group
+
+
+def stop_started(timeout: float = 10.0) -> None:
+    """Stop every process this run started and has not stopped: each ProcessGroup (SIGTERM, so a worker
+    withdraws its capacity, then SIGKILL to its process group), then any other descendant still alive
+    (load clients, forked reporters, bench/ws_fanout.py and its daphnes, which run in sessions of their own)."""
+    while _GROUPS:
+        group = _GROUPS.pop()
+        if all(proc.poll() is not None for proc in group.procs.values()):
+            continue  # stopped by its scenario (and reaped: its ids may belong to someone else by now)
+        try:
+            group.stop_all(timeout)
+        except Exception as exc:  # noqa: BLE001 - the sweep below still gets its processes
+            print(f"stopping a process group: {exc}", file=sys.stderr)
+    stop_descendants(os.getpid(), timeout)
+
+
+def stop_descendants(pid: int, timeout: float = 10.0, *, include_self: bool = False) -> None:
+    """SIGTERM `pid`'s descendants (and `pid` itself with `include_self`), SIGKILL those alive after `timeout`.
+
+    Read once before signalling: a process that dies first would hand its children to init, out of reach.
+    Each one's process group is signalled too when it leads one (a Celery worker's pool children).
+    """
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = root.children(recursive=True) + ([root] if include_self else [])
+    except psutil.NoSuchProcess:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for proc in procs:
+            try:
+                if os.getpgid(proc.pid) == proc.pid:
+                    os.killpg(proc.pid, sig)
+                else:
+                    proc.send_signal(sig)
+            except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+                pass
+        _, procs = psutil.wait_procs(procs, timeout=timeout if sig == signal.SIGTERM else 5)
+        if not procs:
+            return
 
 
 def rss_kb(pid: int) -> int:
@@ -259,5 +369,8 @@ def split(items: list[Any], parts: int) -> list[list[Any]]:
 
 # How the bench serves the web tier "as in production" (README, Production settings): daphne with the
 # psycopg pool on, WEB_PROCS processes (one per core) behind a balancer. BENCH_WEB_PROCS overrides.
-WEB_ENV = {"DATABASE_POOL": "1", "DATABASE_POOL_MIN": "2", "DATABASE_POOL_MAX": "8"}
+# The bench's watchers all log in as one user (thousands of sockets), so the per-user socket cap of a web
+# process (WS_SOCKETS_PER_USER, 20 by default) is lifted; 0 keeps its bookkeeping, only the refusal goes.
+WS_ENV = {"WS_SOCKETS_PER_USER": "0"}
+WEB_ENV = {"DATABASE_POOL": "1", "DATABASE_POOL_MIN": "2", "DATABASE_POOL_MAX": "8", **WS_ENV}
 WEB_PROCS = int(os.environ.get("BENCH_WEB_PROCS", "2"))

@@ -4,7 +4,8 @@ Runs its `one-job` scenario (1 job x 1,000 watchers, 10 updates/s; one web proce
 tells production) with the production setup (patches.channels_redis_pubsub.ResyncingPubSubChannelLayer, our consumers,
 `python -m patches.daphne`) and the baseline (channels-redis's RedisChannelLayer, a plain consumer, stock
 daphne, same number of processes), and
-in the full run also its `many-jobs` scenario; maps its JSON lines onto the issue's keys.
+in the full run also its `many-jobs` scenario; then its `ten-k` scenario (1 job x 10,000 watchers, 2 updates/s;
+1,000 watchers in a quick run) for the `fanout10k_*` keys; maps its JSON lines onto the issue's keys.
 """
 from __future__ import annotations
 
@@ -16,18 +17,40 @@ from typing import Any
 from . import common
 
 
+FAILURES: list[str] = []  # why an attempt failed (the end of its stderr), kept in results.json
+
+
+def fanout_runs(*args: str) -> tuple[list[dict[str, Any]], int]:
+    """bench/ws_fanout.py's JSON rows for `args`, and how many attempts it took."""
+    command = [sys.executable, str(common.ROOT / "bench" / "ws_fanout.py"), "--layers", "core,pubsub", *args]
+    for attempt in (1, 2):  # a handshake failing (1011) fails the run: once more, then give up
+        returncode, stdout, stderr = _run(command)
+        rows = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+        if returncode == 0 and rows:
+            return rows, attempt
+        FAILURES.append(f"{' '.join(args)}: exit {returncode}: {stderr[-1500:]}")
+    raise RuntimeError(f"ws_fanout.py exited {returncode}: {stderr[-2000:]}")
+
+
+def _run(command: list[str], timeout: float = 1200) -> tuple[int, str, str]:
+    """subprocess.run, but a timeout or a signal (bench/run.py's Stopped) stops ws_fanout.py's daphnes and
+    clients too: subprocess.run would SIGKILL ws_fanout.py alone and leave its daphnes (sessions of their
+    own) running."""
+    proc = subprocess.Popen(command, cwd=common.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env())
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException:
+        common.stop_descendants(proc.pid, include_self=True)
+        proc.communicate()
+        raise
+    return proc.returncode, stdout, stderr
+
+
 def run(env: common.BenchEnv, quick: bool) -> dict[str, Any]:
     scenarios = "one-job" if quick else "one-job,many-jobs"
     duration, grace = ("3", "3") if quick else ("10", "10")
-    command = [sys.executable, str(common.ROOT / "bench" / "ws_fanout.py"), "--layers", "core,pubsub",
-               "--scenarios", scenarios, "--duration", duration, "--grace", grace]
-    for attempt in (1, 2):  # its 1,000 handshakes on SQLite occasionally fail (1011); once more, then give up
-        proc = subprocess.run(command, cwd=common.ROOT, capture_output=True, text=True, timeout=900, env=_env())
-        rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-        if proc.returncode == 0 and rows:
-            break
-        if attempt == 2:
-            raise RuntimeError(f"ws_fanout.py exited {proc.returncode}: {proc.stderr[-2000:]}")
+    rows, attempt = fanout_runs("--scenarios", scenarios, "--duration", duration, "--grace", grace)
     by = {(r["scenario"], r["layer"]): r for r in rows}
     out: dict[str, Any] = {"fanout_runs": rows, "fanout_attempts": attempt}
     if ("one-job", "pubsub") in by:
@@ -37,12 +60,30 @@ def run(env: common.BenchEnv, quick: bool) -> dict[str, Any]:
         core = by["one-job", "core"]
         out.update(fanout_baseline_p50_ms=core["p50_ms"], fanout_baseline_p99_ms=core["p99_ms"],
                    fanout_baseline_lost=core["lost"])
+    out.update(fanout10k(quick))
+    out["fanout_failed_attempts"] = list(FAILURES)
+    return out
+
+
+def fanout10k(quick: bool) -> dict[str, Any]:
+    """1 job x 10,000 watchers at 2 updates/s (1,000 in a quick run: the handshakes alone take minutes)."""
+    watchers = 1000 if quick else 10_000
+    rows, attempt = fanout_runs("--scenarios", "ten-k", "--watchers", str(watchers), "--client-procs", "4",
+                                "--duration", "4" if quick else "20", "--grace", "3" if quick else "10")
+    out: dict[str, Any] = {"fanout10k_runs": rows, "fanout10k_attempts": attempt, "fanout10k_watchers": watchers}
+    for row in rows:
+        prefix = "fanout10k" if row["layer"] == "pubsub" else "fanout10k_baseline"
+        out.update({f"{prefix}_p50_ms": row["p50_ms"], f"{prefix}_p99_ms": row["p99_ms"], f"{prefix}_lost": row["lost"],
+                    f"{prefix}_connect_s": row["connect_s"], f"{prefix}_connect_errors": row["connect_errors"]})
     return out
 
 
 def _env() -> dict[str, str]:
     import os
 
-    # ws_fanout.py sets up its own SQLite database and key prefix; it only needs Redis and quiet logs.
+    # ws_fanout.py sets up its own key prefix; it needs Redis, the database and quiet logs.
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_KEY_PREFIX", "DATABASE_POOL")}
+    # The run's PostgreSQL database rather than ws_fanout.py's SQLite file: 10,000 handshakes at once.
+    env["WS_FANOUT_DATABASE_URL"] = os.environ["DATABASE_URL"]
+    env.update(common.WEB_ENV)  # both layers' web processes served as README tells production (pool on)
     return env

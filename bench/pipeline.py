@@ -13,7 +13,7 @@ from pathlib import Path
 # Runnable as a plain script from the repository root without installing the project.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs.pipeline import PipelineConfig  # noqa: E402
+from jobs.pipeline import PipelineConfig, StageFiles  # noqa: E402
 from jobs.pipeline.audio import pick_engine, run_audio_stage  # noqa: E402
 from jobs.pipeline.images import run_image_stage  # noqa: E402
 from jobs.pipeline.script import run_parse_stage  # noqa: E402
@@ -54,7 +54,7 @@ def main() -> None:
     ctx = NullContext()
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
-        out = Path(tmp)
+        out = StageFiles.local(Path(tmp))
         started = time.perf_counter()
         scenes, _ = run_parse_stage(make_script(args.scenes), out, ctx, params=params, config=config)
         timings["parse"] = time.perf_counter() - started

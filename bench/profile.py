@@ -59,6 +59,13 @@ TARGETS: dict[str, list[Target]] = {
                grep=["raw_noop_task", "result_noop_task", "run_stage"]),
     ],
     "api": [Target("daphne", "-m patches.daphne", 5, 5)],
+    # time_to_start: where a POST /api/jobs/ and the job's start spend their wall time (idle=True: waits count).
+    "time_to_start": [
+        Target("daphne", "-m patches.daphne", 0, None, idle=True,
+               grep=["job_create", "dispatch_job", "admit", "apply_async"]),
+        Target("worker", "celery -A config worker", 0, None, subprocesses=True, idle=True,
+               grep=["claim_job", "job_start", "latency_task"]),
+    ],
 }
 
 

@@ -95,6 +95,20 @@ def paced_flood_job_task(self: PacedFloodJobStageTask, job_id: str, attempt: int
     return self.run_stage(job_id, attempt, "parse")
 
 
+class SleepJobStageTask(NoopJobStageTask):
+    abstract = True
+    seconds = 0.5  # a short "GPU job" (real ones take seconds to minutes): admission's cost is per job
+
+    def stage_body(self, job_id: str, attempt: int, stage: str, conf: JobSettings) -> None:
+        time.sleep(self.seconds)
+
+
+@shared_task(bind=True, base=SleepJobStageTask, name="bench.tasks.sleep_job_task")
+def sleep_job_task(self: SleepJobStageTask, job_id: str, attempt: int) -> dict[str, Any]:
+    """Start the job, sleep 0.5 s, complete it (bench/fair.py)."""
+    return self.run_stage(job_id, attempt, "parse")
+
+
 @shared_task(name="bench.tasks.raw_noop_task", ignore_result=True)
 def raw_noop_task() -> None:
     count_done("raw")
@@ -119,4 +133,47 @@ def job_signature_for(task: Any):
         signature = task.si(job_id, attempt).set(queue=queue, soft_time_limit=soft, time_limit=hard, task_id=first_id)
         return signature, first_id
 
+    job_signature.task_name = task.name  # what common.dispatching tells the bench's workers to send
     return job_signature
+
+
+# Admission (jobs/admission.py) dispatches from the worker's processes too: a job's completion admits the
+# next one there. So the bench process's swap of `job_signature` alone sent the real plan for the jobs the
+# worker admitted (about half of them in bench/throughput.py). common.dispatching names the bench task in
+# Redis; a worker that loaded this module sends it as well, and the real plan when none is named.
+DISPATCH_KEY = "bench:dispatch-task"
+
+
+def dispatch_key() -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:{DISPATCH_KEY}"
+
+
+def _following_the_bench(original: Any):
+    def job_signature(*, job_id: str, job_type: str, attempt: int):
+        name = _redis().get(dispatch_key())
+        if not name:
+            return original(job_id=job_id, job_type=job_type, attempt=attempt)
+        from celery import current_app
+
+        return job_signature_for(current_app.tasks[name.decode()])(job_id=job_id, job_type=job_type, attempt=attempt)
+
+    return job_signature
+
+
+def _follow_the_bench() -> None:
+    from jobs import dispatch
+
+    dispatch.job_signature = _following_the_bench(dispatch.job_signature)
+
+
+_follow_the_bench()
+
+
+LATENCY_KEY = "bench:latency"
+
+
+@shared_task(name="bench.tasks.latency_task", ignore_result=True)
+def latency_task(sent_at: float) -> None:
+    """The raw Celery baseline of time_to_start: seconds from publish (the sender's clock) to this task's start."""
+    started = time.time()
+    _redis().rpush(f"{settings.REDIS_KEY_PREFIX}:{LATENCY_KEY}", started - sent_at)

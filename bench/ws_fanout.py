@@ -4,6 +4,7 @@ Scenarios (CONTRACT.md status messages through the real publisher and consumers,
 production to serve websockets: one daphne process per core, clients balanced across them):
   one-job:   1 job x 1,000 watchers, 10 updates/s
   many-jobs: 100 jobs x 10 watchers, 100 updates/s in total (1/s per job)
+  ten-k:     1 job x 10,000 watchers, 2 updates/s (--watchers overrides the count, e.g. for a quick run)
 Clients are `websockets` asyncio clients with a token, spread over several processes, on loopback.
 Latency = client receive time - publish time (carried in `current_stage`, so the payload stays small);
 a message not received within the grace period after the run counts as lost.
@@ -11,13 +12,14 @@ a message not received within the grace period after the run counts as lost.
     .venv/bin/python bench/ws_fanout.py                       # both layers, both scenarios (~3 min)
     .venv/bin/python bench/ws_fanout.py --layers pubsub --scenarios one-job --duration 10
 
-Needs REDIS_URL (default redis://127.0.0.1:6379/0); uses a throwaway SQLite database and its own Redis key
-prefix, both removed afterwards.
+Needs REDIS_URL (default redis://127.0.0.1:6379/0); uses a throwaway SQLite database (or the database at
+WS_FANOUT_DATABASE_URL, migrated, where it only adds rows) and its own Redis key prefix, removed afterwards.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -53,6 +55,7 @@ class Scenario:
 SCENARIOS = {
     "one-job": Scenario("one-job", jobs=1, watchers_per_job=1000, updates_per_s=10),
     "many-jobs": Scenario("many-jobs", jobs=100, watchers_per_job=10, updates_per_s=100),
+    "ten-k": Scenario("ten-k", jobs=1, watchers_per_job=10_000, updates_per_s=2),
 }
 
 
@@ -64,16 +67,23 @@ async def client_main(config: dict) -> None:
 
     limit = asyncio.Semaphore(32)  # daphne's connect path does a few queries; do not stampede it
 
+    errors: list[str] = []
+
     async def open_one(index: int, job_id: str):
         base = config["bases"][index % len(config["bases"])]  # what the balancer does: spread over daphnes
         async with limit:
-            ws = await connect(f"{base}/ws/jobs/{job_id}/?token={config['token']}", open_timeout=120,
-                               ping_interval=None, max_queue=None, compression=None)
-            snapshot = json.loads(await ws.recv())
-            assert snapshot["type"] == "status", snapshot
-            return job_id, ws
+            try:
+                ws = await connect(f"{base}/ws/jobs/{job_id}/?token={config['token']}", open_timeout=120,
+                                   ping_interval=None, max_queue=None, compression=None)
+                snapshot = json.loads(await ws.recv())
+                assert snapshot["type"] == "status", snapshot
+                return job_id, ws
+            except Exception as exc:  # noqa: BLE001 - a refused handshake is a result: its messages count as lost
+                errors.append(type(exc).__name__)
+                return None
 
-    sockets = await asyncio.gather(*(open_one(i, job_id) for i, job_id in enumerate(config["jobs"])))
+    opened = await asyncio.gather(*(open_one(i, job_id) for i, job_id in enumerate(config["jobs"])))
+    sockets = [socket_ for socket_ in opened if socket_ is not None]
     print("READY", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     latencies: list[float] = []
@@ -98,7 +108,9 @@ async def client_main(config: dict) -> None:
     for task in readers:
         task.cancel()
     await asyncio.gather(*(ws.close() for _, ws in sockets), return_exceptions=True)
-    print(json.dumps({"latencies": latencies, "received": received, "jobs": config["jobs"]}), flush=True)
+    # "jobs" lists every assigned socket, opened or not: the runner expects each one's messages.
+    print(json.dumps({"latencies": latencies, "received": received, "jobs": config["jobs"],
+                      "connect_errors": len(errors), "error_kinds": sorted(set(errors))[:5]}), flush=True)
 
 
 # --- orchestration -------------------------------------------------------------------------------------
@@ -110,7 +122,10 @@ def free_port() -> int:
 
 
 def setup_django(db_path: Path, prefix: str) -> None:
-    os.environ.update(DATABASE_URL=f"sqlite:///{db_path}", REDIS_KEY_PREFIX=prefix, LOG_LEVEL="WARNING",
+    # WS_FANOUT_DATABASE_URL (bench/fanout.py passes the bench run's PostgreSQL database): thousands of
+    # handshakes read the token and the job at once, which a throwaway SQLite file answers with errors.
+    database_url = os.environ.get("WS_FANOUT_DATABASE_URL") or f"sqlite:///{db_path}"
+    os.environ.update(DATABASE_URL=database_url, REDIS_KEY_PREFIX=prefix, LOG_LEVEL="WARNING",
                       DJANGO_SETTINGS_MODULE="config.settings")
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     sys.path.insert(0, str(ROOT))
@@ -183,7 +198,8 @@ def run_one(layer: str, scenario: Scenario, args: argparse.Namespace, db_path: P
     use_layer(backend, prefix)
     token, job_ids, project_id = make_jobs(scenario.jobs)
     ports = [free_port() for _ in range(args.daphnes)]
-    env = dict(os.environ, CHANNEL_LAYER_BACKEND=backend, PYTHONUNBUFFERED="1")
+    # WS_SOCKETS_PER_USER=0: every watcher here is the same user (the per-user cap would refuse most).
+    env = dict(os.environ, CHANNEL_LAYER_BACKEND=backend, PYTHONUNBUFFERED="1", WS_SOCKETS_PER_USER="0")
     server_name = args.server or SERVERS[layer]
     server = [sys.executable, "-m", "patches.daphne"] if server_name == "patches.daphne" else [
         str(Path(sys.executable).parent / "daphne")]
@@ -214,12 +230,15 @@ def run_one(layer: str, scenario: Scenario, args: argparse.Namespace, db_path: P
             client.stdin.flush()
         seqs = asyncio.run(publish_for(job_ids, project_id, scenario.updates_per_s, args.duration))
         latencies: list[float] = []
-        expected = received = 0
+        expected = received = connect_errors = 0
+        error_kinds: set[str] = set()
         for client in clients:
             out, _ = client.communicate(timeout=listen_s + 60)
             summary = json.loads(out.strip().splitlines()[-1])
             latencies += summary["latencies"]
             received += sum(summary["received"])
+            connect_errors += summary["connect_errors"]
+            error_kinds.update(summary["error_kinds"])
             expected += sum(seqs[job_id] for job_id in summary["jobs"])
     finally:
         for client in clients:
@@ -238,8 +257,10 @@ def run_one(layer: str, scenario: Scenario, args: argparse.Namespace, db_path: P
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
 
     return {
-        "layer": layer, "scenario": scenario.name, "daphnes": len(ports), "server": server_name, "app": APPS[layer],
+        "layer": layer, "scenario": scenario.name, "watchers": len(job_ids) * scenario.watchers_per_job,
+        "daphnes": len(ports), "server": server_name, "app": APPS[layer],
         "connect_s": round(connect_s, 1),
+        "connect_errors": connect_errors, "error_kinds": sorted(error_kinds),
         "published": sum(seqs.values()), "expected": expected, "received": received, "lost": expected - received,
         "lost_pct": round(100 * (expected - received) / expected, 2) if expected else 0.0,
         "p50_ms": round(pct(0.50), 1), "p99_ms": round(pct(0.99), 1),
@@ -265,6 +286,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of publishing per run")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds clients keep listening afterwards")
     parser.add_argument("--client-procs", type=int, default=3)
+    parser.add_argument("--watchers", type=int, default=0, help="override the scenarios' watchers per job")
     parser.add_argument("--daphnes", type=int, default=os.cpu_count() or 1,
                         help="daphne processes (README: one per core), clients spread across them")
     parser.add_argument("--server", choices=("patches.daphne", "daphne"), default=None,
@@ -281,7 +303,10 @@ def main() -> int:
     try:
         for scenario_name in args.scenarios.split(","):
             for layer in args.layers.split(","):
-                result = run_one(layer, SCENARIOS[scenario_name], args, workdir / "bench.sqlite3", prefix)
+                scenario = SCENARIOS[scenario_name]
+                if args.watchers:
+                    scenario = dataclasses.replace(scenario, watchers_per_job=args.watchers)
+                result = run_one(layer, scenario, args, workdir / "bench.sqlite3", prefix)
                 results.append(result)
                 print(json.dumps(result), flush=True)
     finally:

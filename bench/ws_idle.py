@@ -62,14 +62,8 @@ def hold(group: Any, name: str, app: str, count: int, job_id: str, token: str, *
 
 
 def run(env: common.BenchEnv, quick: bool) -> dict[str, Any]:
-    from jobs import services
-
     target, baseline_target = (1000, 1000) if quick else (19000, 10000)
-    common.raise_open_files_limit()
-    user, token = common.make_user_with_token()
-    project = common.make_project(user)
-    with common.dispatching(None):
-        job_id = str(services.job_create(project=project, job_type="image_generation").pk)
+    token, job_id = common.idle_watched_job()
     group = common.process_group()
     try:
         base = hold(group, "ws-plain", "bench.plain_asgi:application", baseline_target, job_id, token, plain=True,
