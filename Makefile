@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: run test test-fast bench browser migrate clean
+.PHONY: run test test-fast bench browser pgbouncer migrate clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,21 @@ browser:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium espeak-ng) >/dev/null; \
 	  else echo "chromium missing and not root: browser tests will fail" >&2; fi; }
 
-test: $(DEV_STAMP) browser
+# The PgBouncer test (tests/integration/test_pgbouncer.py) starts Debian's pgbouncer in front of the test database.
+pgbouncer:
+	@command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || { \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer) >/dev/null; \
+	  else echo "pgbouncer missing and not root: the PgBouncer test will fail" >&2; fi; }
+
+# The whole suite on Redis, in two lanes side by side (devtools/testrun.py LANES: tests/e2e | tests/unit,
+# tests/integration, tests/reliability), each isolated as a separate run; the e2e lane then runs the job-running
+# end-to-end modules again on RabbitMQ, on a vhost of their own: tests/e2e minus the browser pages, `make run`
+# and test_amqp_broker.py (on RabbitMQ in the main run already), about 70 % of tests/e2e's time (measured:
+# docs/BENCHMARKS.md, "make test's RabbitMQ pass"). RabbitMQ unreachable: a loud warning, no second pass.
+# TEST_AMQP_PASS=0 skips it; TEST_BROKER=amqp runs the given tests on RabbitMQ instead; TEST_LANES=1 runs the
+# whole suite as one session.
+test: $(DEV_STAMP) browser pgbouncer
 	$(PY) -m devtools.testrun $(PYTEST_ARGS)
 
 # Everything but the slow end-to-end tests (a quick loop while developing).
