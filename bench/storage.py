@@ -15,6 +15,7 @@ from a presigned URL made here (the store alone). `artifact_download_mb_s` is th
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import time
 import urllib.request
@@ -72,7 +73,7 @@ def full_video(group: Any, s3: Any, quick: bool) -> dict[str, Any]:
     # Each round starts a pair of workers per mode; a quick run counts one round after the warm-up (it
     # counted two: two worker starts and two jobs more for a median of two).
     rounds = 1 if quick else 3
-    envs = {"local": ({}, None), "s3": (s3.env(), common.VAR / f"storage-{os.getpid()}")}
+    envs = {"local": ({}, None), "s3": (s3.env(), scratch_roots())}
     times: dict[str, list[float]] = {"local": [], "s3": []}
     # The modes take turns, each with freshly started workers (a stopped worker's pending BRPOP would still
     # take messages, so both sets cannot stay up); the first round warms both up and is not counted.
@@ -132,6 +133,11 @@ def downloads(group: Any, s3: Any, quick: bool) -> dict[str, Any]:
             "artifact_download_mb": megabytes}
 
 
+def scratch_roots() -> Path:
+    """The s3 mode's per-pool MEDIA_ROOTs (scratch only), removed when the scenario ends."""
+    return common.VAR / f"storage-{os.getpid()}"
+
+
 def run(env: common.BenchEnv, quick: bool) -> dict[str, Any]:
     from tests.s3store import moto_s3
 
@@ -142,4 +148,5 @@ def run(env: common.BenchEnv, quick: bool) -> dict[str, Any]:
             results.update(downloads(group, s3, quick))
     finally:
         group.stop_all()
+        shutil.rmtree(scratch_roots(), ignore_errors=True)
     return results
