@@ -118,7 +118,7 @@ def _current_refresher() -> _Refresher:
 
 def _refresh_loop(wake: threading.Event) -> None:
     """Refresh when woken, at most every REFRESH_MIN_INTERVAL_S across processes: when another process
-    refreshed within it, once more after it (so the last change is always shown)."""
+    refreshed within it, once more when its interval ends (so the last change is shown within one)."""
     from django.db import connections
 
     while True:
@@ -127,9 +127,11 @@ def _refresh_loop(wake: threading.Event) -> None:
         try:
             due = _mark_refreshing()
             if not due:
-                # Someone began a refresh within the interval, maybe before our change. Once it is over, a
-                # refresh begun since (the mark set again) has read our change, and that one is enough.
-                time.sleep(REFRESH_MIN_INTERVAL_S)
+                # Someone began a refresh within the interval, maybe before our change. Once their interval
+                # is over, a refresh begun since (the mark set again) has read our change, and that one is
+                # enough. Sleeping a whole interval instead let a position lag an admission by two of them,
+                # longer than a short job runs: a job could go from 2nd in line to started, never shown 1st.
+                time.sleep(_mark_remaining_s())
                 due = _mark_refreshing()
             if due:
                 refresh()
@@ -140,6 +142,15 @@ def _refresh_loop(wake: threading.Event) -> None:
             # would be inherited by the pool children it forks later, and a test database could not be
             # dropped while this thread held a session on it.
             connections.close_all()
+
+
+def _mark_remaining_s() -> float:
+    """Seconds until the current refresh mark expires (the whole interval if Redis cannot say)."""
+    try:
+        remaining_ms = leases.client().pttl(leases._key("positions-refreshed"))
+    except Exception:  # noqa: BLE001 - Redis away: the mark is unknowable, wait the longest it can last
+        return REFRESH_MIN_INTERVAL_S
+    return max(0, min(remaining_ms, REFRESH_MIN_INTERVAL_S * 1000)) / 1000 + 0.005
 
 
 def _mark_refreshing() -> bool:

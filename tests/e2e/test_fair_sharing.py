@@ -283,7 +283,9 @@ def test_fair__queue_position_counts_down_to_1(processes, fair, backend):
     fair.JOBS = {**fair.JOBS, "ADMISSION_HEADROOM": 0}  # one job at a time: positions move at each start
     processes.start_worker(concurrency=1, SD_API_URL=backend.url, **limit(fair, 0), JOBS_ADMISSION_HEADROOM="0")
     wait_for_slots(1)
-    jobs = create(make_user(), 4, 0.5)
+    # Each job runs longer than a refresh may lag an admission (REFRESH_MIN_INTERVAL_S, 0.5 s), so each
+    # position is in the row long enough to be seen (with 0.5 s jobs CI once saw [3, 2, None]).
+    jobs = create(make_user(), 4, 1.5)
     last = jobs[-1]
     seen: list[int | None] = []
 
