@@ -7,7 +7,8 @@
   (`dispatch_job`, sending `bench.tasks.noop_job_task`) -> JobStageTask's start -> `job_complete`, result
   stored; timed from the first create until every job is `completed` in the database.
 One user creates every job, so its per-user running limit is lifted (JOBS_MAX_RUNNING_PER_USER=0, in this
-process and the worker): admission still runs on every create and completion, but does not pace the jobs
+process and the worker), and its cap on waiting jobs (JOBS_MAX_QUEUED_PER_USER=0: a full run creates more than
+500 at once): admission still runs on every create and completion, but does not pace the jobs
 two at a time. All three twice: with the production worker settings (CELERY_WORKER_MAX_TASKS_PER_CHILD=10, the
 headline keys) and without child recycling (keys ending `_no_recycle`). Then, on the first worker, `events_per_s_under_flood` (bench/flood.py).
 """
@@ -106,9 +107,10 @@ def run(env: common.BenchEnv, quick: bool) -> dict[str, Any]:
     user, _ = common.make_user_with_token()
     project = common.make_project(user)
     # One user creates every job: its per-user running limit (admission, default 2) would pace the jobs and
-    # the ratio would measure that, not what tracking a job costs. Admission still runs (worker slots).
+    # the ratio would measure that, not what tracking a job costs. Admission still runs (worker slots). Its
+    # cap on waiting jobs (500) refused the full run's creates past the 500th.
     jobs_before = settings.JOBS
-    settings.JOBS = {**settings.JOBS, "MAX_RUNNING_PER_USER": 0}
+    settings.JOBS = {**settings.JOBS, "MAX_RUNNING_PER_USER": 0, "MAX_QUEUED_PER_USER": 0}
     try:
         out = _both(project, quick)
     finally:
