@@ -10,7 +10,7 @@ node loses no message and no queue. What that changes for Celery, and why each o
   blocks a slot; Celery 5.5+ instead uses RabbitMQ's native delayed delivery (a ladder of TTL queues that
   dead-letter into the task's exchange). That only works through a topic (or fanout) exchange, never a
   direct one, so each job queue gets its own topic exchange. The delay is whole seconds and at least 1
-  (celery's calculate_routing_key refuses 0): see `countdown()`.
+  (celery's calculate_routing_key refuses 0): see `jobs.broker_delay.countdown()`.
 - RabbitMQ older than 4.0.1 drops a message dead-lettered in a cycle (a task retried a third time through
   the delay ladder, celery#9867); the pinned celery (5.7) strips the x-death headers before a retry is
   published (celery#10095).
@@ -25,7 +25,6 @@ Pure: settings import this before Django is set up (kombu only).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 from kombu import Exchange, Queue
@@ -59,16 +58,3 @@ def celery_options(queue_names: Iterable[str], *, write_timeout_s: float) -> dic
 def transport_options(*, write_timeout_s: float) -> dict[str, object]:
     """py-amqp connection options: confirmed publishes, and a send that cannot hang on a stuck broker."""
     return {"confirm_publish": True, "write_timeout": write_timeout_s}
-
-
-def countdown(seconds: float, *, native_delay: bool | None = None) -> float:
-    """The countdown to publish with: native delayed delivery counts whole seconds, at least 1 (a 0.4 s
-    retry backoff would otherwise be refused by celery, and 1.9 s truncated to 1). `native_delay` defaults
-    to whether the running Celery app's broker is RabbitMQ."""
-    if native_delay is None:
-        from celery import current_app
-
-        native_delay = is_amqp(current_app.conf.broker_url)
-    if not native_delay or seconds <= 0:
-        return seconds
-    return float(max(1, math.ceil(seconds)))

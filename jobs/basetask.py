@@ -31,7 +31,7 @@ from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django import db
 
-from config.amqp import countdown as broker_countdown
+from jobs.broker_delay import countdown as broker_countdown
 from ops import metrics
 
 from . import leases, services, states

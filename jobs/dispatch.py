@@ -14,7 +14,7 @@ import uuid
 from celery import chain, chord, group, signature
 from celery.canvas import Signature, _chain
 
-from config.amqp import countdown as broker_countdown
+from jobs.broker_delay import countdown as broker_countdown
 
 from . import leases, states
 from .conf import job_settings

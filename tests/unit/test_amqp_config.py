@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from config import amqp
+from jobs import broker_delay
 from jobs import queues
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,11 +42,11 @@ def test_job_queues_are_durable_quorum_queues_behind_topic_exchanges():
 
 @pytest.mark.parametrize("seconds, expected", [(0.2, 1.0), (1.0, 1.0), (1.01, 2.0), (7.6, 8.0), (0, 0), (-1, -1)])
 def test_countdown_is_whole_seconds_and_at_least_one_with_native_delay(seconds, expected):
-    assert amqp.countdown(seconds, native_delay=True) == expected
+    assert broker_delay.countdown(seconds, native_delay=True) == expected
 
 
 def test_countdown_unchanged_without_native_delay():
-    assert amqp.countdown(0.37, native_delay=False) == 0.37
+    assert broker_delay.countdown(0.37, native_delay=False) == 0.37
 
 
 def _settings_with(**env: str) -> dict:
