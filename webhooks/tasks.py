@@ -5,7 +5,7 @@ import logging
 
 from celery import shared_task
 
-from config.amqp import countdown as broker_countdown
+from jobs.broker_delay import countdown as broker_countdown
 
 logger = logging.getLogger(__name__)
 
