@@ -6,6 +6,8 @@ stock behaviour in place and logs a warning saying why. Measured effects: docs/B
 
 - twisted_tcp: Twisted's TCP transport writes at once when nothing is queued (web processes).
 - django_asgi: Django's ASGI handler runs the sync middleware chain and view in one thread hop.
+- request_threads: each HTTP request still has a sync thread of its own, taken from idle ones kept for reuse
+  (asgiref started and joined two threads per request).
 - channels_redis_pubsub: channels-redis's pub/sub layer tells consumers to resync after a reconnect,
   and decodes a group message once per process.
 - channels_consumer: the consumers' dispatch loop without a task and `asyncio.wait` per message.

@@ -18,6 +18,7 @@ from django.core.handlers import base
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponseBase
 
+from . import request_threads
 from .versions import supported
 
 PATCH = "django_asgi"
@@ -28,6 +29,12 @@ class SyncChainASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         base.BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
+        self.threads = request_threads.RequestThreads() if request_threads.enabled() else None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.threads is None or scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+        await self.threads.run(lambda: self.handle(scope, receive, send))
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         return await sync_to_async(self.get_response, thread_sensitive=True)(request)
