@@ -48,7 +48,7 @@ def run(env: common.BenchEnv, quick: bool) -> dict[str, Any]:
 
     user, _ = common.make_user_with_token()
     project = common.make_project(user)
-    count, rounds = (60, 1) if quick else (300, 2)
+    count, rounds = (40, 1) if quick else (300, 2)
     redis_rates, amqp_rates = [], []
     # One user creates every job: without lifting the per-user running limit (admission, default 2) the
     # rate would be admission's pacing, the same with either broker.

@@ -19,7 +19,7 @@ def load(ports: list[int], path: str, headers: dict[str, str], duration: float) 
     clients = common.Clients()
     try:
         clients.start("http", [{"ports": ports, "path": path, "headers": headers, "connections": CONNECTIONS_PER_PROC,
-                                "warmup_s": 2.0, "duration_s": duration} for _ in range(CLIENT_PROCS)])
+                                "warmup_s": 1.0 if duration < 5 else 2.0, "duration_s": duration} for _ in range(CLIENT_PROCS)])
         clients.wait_ready(60)
         clients.go()
         results = clients.results(duration + 60)
@@ -34,7 +34,7 @@ def load(ports: list[int], path: str, headers: dict[str, str], duration: float) 
 def run(env: common.BenchEnv, quick: bool) -> dict[str, Any]:
     from jobs import services
 
-    duration = 5.0 if quick else 20.0
+    duration = 3.0 if quick else 20.0
     user, token = common.make_user_with_token()
     project = common.make_project(user)
     with common.dispatching(None):

@@ -5,12 +5,12 @@ through `job_create`; admission is the production path (on commit, in this proce
 "Plain dispatch" is the path before step 12: every job sent to Celery as it is created (`dispatch_job` in
 creation order, admission listener off), so the broker's FIFO decides.
 
-- `fair_wait_ratio`: user A floods N jobs (100; quick 40), then user B creates one. B's wait (created ->
+- `fair_wait_ratio`: user A floods N jobs (100; quick 20), then user B creates one. B's wait (created ->
   started) with admission over B's wait with plain dispatch (target <= 0.05).
 - `fair_jain_index`: 4 users with backlogs 40/20/10/5 (quick 16/8/4/2), no per-user limit, 2 slots: the jobs
   each user got among the first 4 x 5 admissions (while all four still wait); Jain's index of those counts
   (1 = equal shares; target >= 0.95).
-- `fair_throughput_ratio`: jobs/s of M jobs (100; quick 20) from 4 users (limit 2 each) with admission, over the same jobs
+- `fair_throughput_ratio`: jobs/s of M jobs (100; quick 8) from 4 users (limit 2 each) with admission, over the same jobs
   with plain dispatch (target >= 0.95).
 - `admission_p99_ms`: slot freed -> next job's task published, from the flood run: the k-th completion
   (completed_at) paired with the k-th dispatch after the first completion (dispatched_at, set once
@@ -160,7 +160,7 @@ def run(env: common.BenchEnv, quick: bool) -> dict[str, Any]:
 
     # Every job sleeps 0.5 s on 2 slots, so N and M cost N/4 s each twice: at 200 they took ~200 s of the full
     # run's 30 minutes. 100 suffice: FIFO makes B wait ~25 s behind 100, against ~0.6 s with admission.
-    n, backlogs, m = (40, (16, 8, 4, 2), 20) if quick else (100, (40, 20, 10, 5), 100)
+    n, backlogs, m = (20, (16, 8, 4, 2), 8) if quick else (100, (40, 20, 10, 5), 100)
     group = common.process_group()
     out: dict[str, Any] = {}
     base_jobs = dict(settings.JOBS)

@@ -103,7 +103,8 @@ ROWS = [
     Row("failover_push_gap_s", "failover_steady_gap_s", None, "≤ 10 s", _le("failover_push_gap_s", 10)),
     Row("failover_jobs_not_completed", None, None, "0", _le("failover_jobs_not_completed", 0)),
     Row("failover_clients_without_final", None, None, "0", _le("failover_clients_without_final", 0)),
-    Row("fair_wait_ratio", "fifo_wait_s", None, "≤ 0.05", _le("fair_wait_ratio", 0.05)),
+    # The FIFO wait grows with the flood (20 jobs in a quick run, 100 in the full one), the fair one does not.
+    Row("fair_wait_ratio", "fifo_wait_s", None, "≤ 0.05", _le("fair_wait_ratio", 0.05), scale_dependent=True),
     Row("fair_jain_index", None, None, "≥ 0.95", _ge("fair_jain_index", 0.95)),
     Row("fair_throughput_ratio", "fair_plain_jobs_per_s", None, "≥ 0.95", _ge("fair_throughput_ratio", 0.95)),
     Row("admission_p99_ms", None, None, "≤ 20 ms", _le("admission_p99_ms", 20)),
@@ -112,9 +113,11 @@ ROWS = [
     Row("scene_parallel_speedup_no_recycle", "scenes_one_worker_s_no_recycle", None, "— (no pool-child recycling)",
         lambda r: None),
     Row("storage_full_video_s3_s", "storage_full_video_local_s", "storage_full_video_s3_vs_local_ratio",
-        "ratio ≤ 1.3", _le("storage_full_video_s3_vs_local_ratio", 1.3)),
+        # a quick run's 3-scene 320x180 video takes ~0.5 s, so the store's fixed round trips weigh more
+        "ratio ≤ 1.3", _le("storage_full_video_s3_vs_local_ratio", 1.3), scale_dependent=True),
     Row("artifact_download_mb_s", "artifact_download_direct_mb_s", "artifact_download_vs_direct_ratio",
-        "ratio ≥ 0.9", _ge("artifact_download_vs_direct_ratio", 0.9)),
+        # the 302's extra request is a larger share of a quick run's 16 MB than of the full run's 64 MB
+        "ratio ≥ 0.9", _ge("artifact_download_vs_direct_ratio", 0.9), scale_dependent=True),
     Row("jobs_per_s_amqp", "jobs_per_s_redis", "amqp_vs_redis_jobs_ratio", "ratio ≥ 0.8",
         _ge("amqp_vs_redis_jobs_ratio", 0.8)),
 ]

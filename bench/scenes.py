@@ -111,7 +111,7 @@ def parallel_speedup(user: Any, backend_url: str, scene_s: float, **worker_env: 
 def run(env: common.BenchEnv, quick: bool) -> dict[str, Any]:
     from tests.e2e.fake_backend import FakeBackend
 
-    scene_s = 0.5 if quick else 1.0
+    scene_s = 0.15 if quick else 1.0
     user, _ = common.make_user_with_token()
     backend = FakeBackend().start()
     try:

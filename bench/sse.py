@@ -135,7 +135,7 @@ def run(env: common.BenchEnv, quick: bool) -> dict[str, Any]:
     from jobs import services
     from realtime import publish
 
-    watchers, duration, streams = (20, 5.0, 200) if quick else (100, 30.0, 2000)
+    watchers, duration, streams = (20, 3.0, 200) if quick else (100, 30.0, 2000)
     common.raise_open_files_limit()
     user, token = common.make_user_with_token()
     project = common.make_project(user)

@@ -125,6 +125,6 @@ def _both(project: Any, quick: bool) -> dict[str, Any]:
     out["worker_max_tasks_per_child"] = settings.CELERY_WORKER_MAX_TASKS_PER_CHILD
     # CELERY_WORKER_MAX_TASKS_PER_CHILD (default 10) forks a new pool child every 10 tasks; for no-op tasks
     # that dominates every rate above, so the same three rates without recycling show the per-task costs.
-    out.update(measure(project, (400, 200, 120) if quick else (3000, 1500, 1000), "_no_recycle", False,
+    out.update(measure(project, (300, 150, 80) if quick else (3000, 1500, 1000), "_no_recycle", False,
                        CELERY_WORKER_MAX_TASKS_PER_CHILD="1000000"))
     return out

@@ -62,7 +62,7 @@ def hold(group: Any, name: str, app: str, count: int, job_id: str, token: str, *
 
 
 def run(env: common.BenchEnv, quick: bool) -> dict[str, Any]:
-    target, baseline_target = (1000, 1000) if quick else (19000, 10000)
+    target, baseline_target = (500, 500) if quick else (19000, 10000)
     token, job_id = common.idle_watched_job()
     group = common.process_group()
     try:
