@@ -32,8 +32,7 @@ def report_updates(job_ids: list[str], duration: float, rate: float) -> dict[str
     recorded: dict[str, int] = {job_id: 0 for job_id in job_ids}
     committed: dict[tuple[str, int], float] = {}  # (job, seq) -> when the service call returned (committed)
     call_ms: list[float] = []
-    # A reporting pool process holds its connection already: the first report must not time its opening
-    # (with 32 reporter threads that was 4 % of a quick push10x run's reports, and its p99).
+    # A reporting pool process holds its connection already: no report times the connection's opening.
     connection.ensure_connection()
     started, sent = time.monotonic(), 0
     while time.monotonic() - started < duration:
