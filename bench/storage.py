@@ -7,8 +7,9 @@ three share the run's MEDIA_ROOT (one machine); with `s3`, each has an empty MED
 only) and ARTIFACT_STORAGE=s3. Wall time = the job's `completed_at − created_at`; the two modes alternate
 so a drift of the machine's load hits both. `storage_full_video_s3_vs_local_ratio` = median s3 / median local.
 
-Downloads: one object of DOWNLOAD_MB stored under a job's key, fetched by its owner with a token from a
-production web process (`python -m patches.daphne`, ARTIFACT_STORAGE=s3) following the 302, and fetched
+Downloads: one object of DOWNLOAD_MB stored under a job's key and listed in its result (as a completed job's
+files are), fetched by its owner with a token from a production web process (`python -m patches.daphne` with
+common.WEB_ENV, ARTIFACT_STORAGE=s3) following the 302, and fetched
 from a presigned URL made here (the store alone). `artifact_download_mb_s` is the first;
 `artifact_download_vs_direct_ratio` = first / second (best of a few fetches each).
 """
@@ -104,17 +105,21 @@ def _fetch(url: str, headers: dict[str, str] | None = None) -> tuple[float, int]
 
 def downloads(group: Any, s3: Any, quick: bool) -> dict[str, Any]:
     from jobs import services
+    from jobs.locations import key_url
     from jobs.models import GenerationJob
     from jobs.store.s3 import S3Store
 
     megabytes = 16 if quick else 64
     user, token = common.make_user_with_token()
     job = services.job_create(project=common.make_project(user), job_type="image_generation")
-    GenerationJob.objects.filter(pk=job.pk).update(status="completed")
     key = f"jobs/{job.pk}/a1/big.bin"
+    # Listed in the result as a completed job's files are: the download then needs no lookup in the store.
+    listed = {"kind": "video", "url": key_url(job.pk, key), "bytes": megabytes << 20,
+              "content_type": "application/octet-stream", "name": "big.bin"}
+    GenerationJob.objects.filter(pk=job.pk).update(status="completed", result={"artifacts": [listed]})
     s3.client().put_object(Bucket=s3.bucket, Key=key, Body=os.urandom(megabytes << 20),
                            ContentType="application/octet-stream")
-    port = group.start_daphne("storage-web", **s3.env())
+    port = group.start_daphne("storage-web", **{**common.WEB_ENV, **s3.env()})  # served as in production
     from storages.backends.s3 import S3Storage
 
     store = S3Store(S3Storage(**s3.storage()["OPTIONS"]))
