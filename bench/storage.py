@@ -1,7 +1,8 @@
 """Storage: the same `full_video` job with artifacts in an S3 bucket vs under a shared MEDIA_ROOT, and
 artifact downloads through the API's 302 vs straight from the store.
 
-The bucket is moto's standalone server (`moto_server`, started here on loopback, as the tests start it).
+The bucket is moto's standalone server (`moto_server`, started here on loopback, as the tests start it), reached
+directly, without the stoppable proxy the tests put in front of it.
 Jobs run through the production dispatch on one worker per queue (concurrency 1 each): with `local`, the
 three share the run's MEDIA_ROOT (one machine); with `s3`, each has an empty MEDIA_ROOT of its own (scratch
 only) and ARTIFACT_STORAGE=s3. Wall time = the job's `completed_at − created_at`; the two modes alternate
@@ -30,6 +31,12 @@ from . import common
 POOLS = {"video": f"{queues.VIDEO},{queues.MAINTENANCE}", "images": queues.IMAGE, "audio": queues.AUDIO}
 SENTENCES = ("The harbour wakes slowly under a pale sky.", "Boats return with the tide, gulls circling above.",
              "In the market, traders call out the prices of the morning catch.")
+
+
+def _direct_env(s3: Any) -> dict[str, str]:
+    """The bucket's settings with moto's own port: the tests' stoppable proxy in front (tests/s3store.py)
+    would add a relay through this process's threads to every request."""
+    return s3.env(AWS_S3_ENDPOINT_URL=s3.direct)
 
 
 def _script(scenes: int) -> str:
@@ -74,7 +81,7 @@ def full_video(group: Any, s3: Any, quick: bool) -> dict[str, Any]:
     # Each round starts a pair of workers per mode. A quick run is one round, counted (smaller by design: the
     # 5-minute budget); the full run counts three after a warm-up round.
     rounds, warmups = (1, 0) if quick else (3, 1)
-    envs = {"local": ({}, None), "s3": (s3.env(), scratch_roots())}
+    envs = {"local": ({}, None), "s3": (_direct_env(s3), scratch_roots())}
     times: dict[str, list[float]] = {"local": [], "s3": []}
     # The modes take turns, each with freshly started workers (a stopped worker's pending BRPOP would still
     # take messages, so both sets cannot stay up); a warm-up round is not counted.
@@ -119,10 +126,10 @@ def downloads(group: Any, s3: Any, quick: bool) -> dict[str, Any]:
     GenerationJob.objects.filter(pk=job.pk).update(status="completed", result={"artifacts": [listed]})
     s3.client().put_object(Bucket=s3.bucket, Key=key, Body=os.urandom(megabytes << 20),
                            ContentType="application/octet-stream")
-    port = group.start_daphne("storage-web", **{**common.WEB_ENV, **s3.env()})  # served as in production
+    port = group.start_daphne("storage-web", **{**common.WEB_ENV, **_direct_env(s3)})  # served as in production
     from storages.backends.s3 import S3Storage
 
-    store = S3Store(S3Storage(**s3.storage()["OPTIONS"]))
+    store = S3Store(S3Storage(**s3.storage(AWS_S3_ENDPOINT_URL=s3.direct)["OPTIONS"]))
     via_api, direct = [], []
     for _ in range(2 if quick else 4):
         seconds, size = _fetch(f"http://127.0.0.1:{port}/api/jobs/{job.pk}/artifacts/a1/big.bin",
