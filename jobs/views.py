@@ -149,13 +149,15 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
         return redirect(reverse("job-detail", kwargs={"job_id": job.pk}))
 
     elapsed, remaining = job_timing(job)
+    retention = retention_state(job)
     context = {
         "job": job,
         "project": job.project,
         "timeline": job_timeline(list(selectors.job_timeline_events(job_id=job.pk))),
         "artifacts": artifact_links(job),
-        "retention": retention_state(job),
-        "scene_previews": selectors.job_scene_previews(job=job),
+        "retention": retention,
+        # Retention deleted the scenes' files too; their checkpoints stay (a retry renders them again).
+        "scene_previews": [] if retention["expired"] else selectors.job_scene_previews(job=job),
         "captions_track": captions_track(job),
         "elapsed_text": format_duration(elapsed),
         "remaining_text": format_duration(remaining),

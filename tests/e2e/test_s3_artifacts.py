@@ -251,6 +251,7 @@ def test_retention__expired_jobs_objects_are_deleted_by_the_maintenance_task_and
     assert old.result["expired"] is True and old.result["artifacts"] == [] and old.result["scenes"] == 2
     page = client.get(f"/jobs/{old.pk}/").content.decode()
     assert "expired and were deleted" in page and "<video" not in page
+    assert 'data-kind="image"' not in page and "<audio" not in page  # nor the scenes' deleted files
     # ...and the recent job keeps everything
     assert_bucket_holds_one_copy_of_each(s3, GenerationJob.objects.get(pk=recent.pk))
 
