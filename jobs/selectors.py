@@ -1,6 +1,7 @@
 """Read-only queries over jobs, always scoped to an owner where a user is given."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Min, Q, QuerySet, Subquery
@@ -81,21 +82,29 @@ def job_scene_previews(*, job: GenerationJob) -> list[dict[str, Any]]:
     return [scenes[number] for number in sorted(scenes)]
 
 
-def jobs_scenes_done(*, job_ids: list[Any]) -> dict[str, tuple[int, int]]:
-    """Per job: (scenes whose every per-scene artifact of the current attempt is done, scenes known)."""
-    done: dict[str, set[int]] = {}
+@dataclass(frozen=True)
+class ScenesDone:
+    """A job's scenes as its project page shows them: how many are done of how many, and which artifact
+    kinds each scene has in the current attempt (the page's live count starts from these)."""
+
+    done: int
+    total: int
+    kinds: dict[int, list[str]]
+
+
+def jobs_scenes_done(*, job_ids: list[Any]) -> dict[str, ScenesDone]:
+    """Per job: scenes whose every per-scene artifact of the current attempt is done, of the scenes known."""
     totals: dict[str, set[int]] = {}
     kinds: dict[str, set[str]] = {}
+    stored: dict[str, dict[int, list[str]]] = {}
     rows = (SceneCheckpoint.objects.filter(job_id__in=job_ids)
             .values_list("job_id", "scene", "kind", "state", "attempt", "job__attempts"))
-    per_scene: dict[tuple[str, int], int] = {}
     for job_id, scene, kind, state, attempt, current in rows:
         key = str(job_id)
         totals.setdefault(key, set()).add(scene)
         kinds.setdefault(key, set()).add(kind)
         if state == SceneCheckpoint.DONE and attempt == current:
-            per_scene[(key, scene)] = per_scene.get((key, scene), 0) + 1
-    for (key, scene), count in per_scene.items():
-        if count == len(kinds[key]):
-            done.setdefault(key, set()).add(scene)
-    return {key: (len(done.get(key, ())), len(scenes)) for key, scenes in totals.items()}
+            stored.setdefault(key, {}).setdefault(scene, []).append(kind)
+    return {key: ScenesDone(sum(len(got) == len(kinds[key]) for got in stored.get(key, {}).values()), len(scenes),
+                            {scene: sorted(got) for scene, got in sorted(stored.get(key, {}).items())})
+            for key, scenes in totals.items()}

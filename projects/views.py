@@ -1,6 +1,8 @@
 """Project pages: the list with a create form, and one project with its script and jobs."""
 from __future__ import annotations
 
+import json
+
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -17,6 +19,7 @@ from . import selectors, services
 from .forms import ProjectForm, ScriptForm, job_start_forms
 
 PROJECT_PAGE_JOBS = 50
+NO_SCENES = job_selectors.ScenesDone(0, 0, {})
 # Per job type: the artifacts each scene gets (its per-scene stages), for the "Scenes done" column.
 SCENE_KINDS = {plan.job_type: sum(1 for stage in plan.stages if stage.per_scene is not None)
                for plan in plans.REGISTRY.all()}
@@ -68,8 +71,11 @@ def project_detail(request: HttpRequest, project_id: str) -> HttpResponse:
     scenes_done = job_selectors.jobs_scenes_done(job_ids=[job.pk for job in jobs])
     for job in jobs:
         job.queue_text = queue_line(job)  # "3rd in line, starts in about 2 min"
-        # "3 / 8": scenes whose image and narration are stored (live: static/js/pages.js)
-        job.scenes_done, job.scenes_total = scenes_done.get(str(job.pk), (0, 0))
+        # "3 / 8": scenes whose image and narration are stored; the page counts on from the kinds each
+        # scene already has (static/js/pages.js), so a reload mid-job does not restart the count.
+        scenes = scenes_done.get(str(job.pk), NO_SCENES)
+        job.scenes_done, job.scenes_total = scenes.done, scenes.total
+        job.scenes_stored = json.dumps(scenes.kinds, separators=(",", ":"))
         job.scene_kinds = SCENE_KINDS.get(job.job_type, 0)
     context = {"project": project, "script_form": script_form, "start_forms": start_forms, "jobs": jobs,
                "job_type_labels": dict(plans.JOB_TYPE_CHOICES), "scene_kinds": SCENE_KINDS}

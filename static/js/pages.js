@@ -183,6 +183,20 @@
     return text;
   }
 
+  /* Show a place in line in `node`. A status message carries the place but not the estimate (only "queue"
+     messages and the server's page have both): the same place keeps the estimate already shown. */
+  function showQueue(node, position, startsIn) {
+    if (!node) { return; }
+    var same = position !== null && position !== undefined && node.getAttribute("data-position") === String(position);
+    if (same && typeof startsIn !== "number") { return; }
+    node.setAttribute("data-position", position === null || position === undefined ? "" : String(position));
+    node.textContent = queueText(position, startsIn);
+  }
+  function hideQueue(node) {
+    node.setAttribute("data-position", "");
+    node.textContent = "";
+  }
+
   /* JobSocket when it loaded; otherwise a plain poller so the page still updates. */
   function subscribe(options, onStatus, onQueue, onArtifact) {
     if (typeof window.JobSocket === "function") {
@@ -306,11 +320,12 @@
         if (isTerminal(msg.status) && !state.completedAt) { state.completedAt = now(); }
         state.status = msg.status;
         setStatus(body, msg.status);
-        $(body, "status-detail").textContent = msg.status === "queued" ? queueText(msg.queue_position) : "";
+        if (msg.status === "queued") { showQueue($(body, "status-detail"), msg.queue_position); }
+        else { hideQueue($(body, "status-detail")); }
       }
       // A snapshot (connect, refresh) or a poll carries the place in line even when the status did not change.
       if (state.status === "queued" && msg.queue_position !== null) {
-        $(body, "status-detail").textContent = queueText(msg.queue_position);
+        showQueue($(body, "status-detail"), msg.queue_position);
       }
       // Like the server's timeline: every status change, and each stage once per attempt when it starts.
       if (changedStatus && msg.status === "queued") { seenStages = {}; }
@@ -395,7 +410,7 @@
     subscribe({ path: "/ws/jobs/" + jobId + "/", pollUrl: "/api/jobs/" + jobId + "/" }, function (raw) {
       apply(normalise(raw), false);
     }, function (queue) {
-      if (state.status === "queued") { $(body, "status-detail").textContent = queueText(queue.queue_position, queue.starts_in_s); }
+      if (state.status === "queued") { showQueue($(body, "status-detail"), queue.queue_position, queue.starts_in_s); }
     }, showArtifact);
   }
 
@@ -463,10 +478,20 @@
       Object.keys(byScene).forEach(function (s) { if (Object.keys(byScene[s]).length === wanted) { done += 1; } });
       return done;
     }
+    // What the server rendered: {scene: [kinds stored in the current attempt]}, so a reload mid-job counts on.
+    function storedKinds(row) {
+      var byScene = {}, cell = $(row, "scenes"), stored = {};
+      try { stored = JSON.parse((cell && cell.getAttribute("data-stored")) || "{}"); } catch (e) { stored = {}; }
+      Object.keys(stored).forEach(function (s) {
+        byScene[s] = {};
+        (stored[s] || []).forEach(function (k) { byScene[s][k] = true; });
+      });
+      return byScene;
+    }
     function onArtifact(msg) {
       var row = tbody.querySelector('tr[data-job-id="' + msg.job_id + '"]');
       if (!row || typeof msg.scene !== "number") { return; }
-      var byScene = sceneKinds[msg.job_id] = sceneKinds[msg.job_id] || {};
+      var byScene = sceneKinds[msg.job_id] = sceneKinds[msg.job_id] || storedKinds(row);
       (byScene[msg.scene] = byScene[msg.scene] || {})[msg.kind] = true;
       showScenes(row, countScenes(msg.job_id, row), 0);
     }
@@ -486,7 +511,8 @@
       setStatus(row, msg.status);
       var queueCell = $(row, "queue");
       if (queueCell && (msg.status !== "queued" || msg.queue_position !== null)) {
-        queueCell.textContent = msg.status === "queued" ? queueText(msg.queue_position) : "";
+        if (msg.status === "queued") { showQueue(queueCell, msg.queue_position); }
+        else { hideQueue(queueCell); }
       }
       setProgress(row, msg.progress);
       $(row, "stage").textContent = msg.current_stage || "—";
@@ -501,7 +527,7 @@
     }, function (queue) {
       var row = tbody.querySelector('tr[data-job-id="' + queue.job_id + '"]');
       if (row && row.getAttribute("data-status") === "queued") {
-        $(row, "queue").textContent = queueText(queue.queue_position, queue.starts_in_s);
+        showQueue($(row, "queue"), queue.queue_position, queue.starts_in_s);
       }
     }, onArtifact);
   }

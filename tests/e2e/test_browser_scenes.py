@@ -8,6 +8,7 @@ from jobs import queues, services, states
 from jobs.models import GenerationJob
 from tests.e2e.fake_backend import script
 from tests.factories import make_project
+from tests.processes import wait_until
 
 from .test_browser import browser, chromium, log_in, mark_page, new_page, screenshot, user  # noqa: F401 - fixtures
 from .test_browser import assert_not_reloaded
@@ -67,3 +68,48 @@ def test_browser_scenes__scene_images_appear_one_by_one_while_the_job_runs(proce
     assert GenerationJob.objects.get(pk=job.pk).status == states.COMPLETED
     assert_not_reloaded(page)
     screenshot(page, "scene-previews")
+
+
+# Each change of the project page's "scenes done" cell of one job (its data-done).
+DONE_RECORDER = """
+window.__done = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const cell = document.querySelector('tr[data-job-id="%s"] [data-field="scenes"]');
+  if (!cell) return;
+  window.__done.push(Number(cell.dataset.done));
+  new MutationObserver(() => window.__done.push(Number(cell.dataset.done)))
+    .observe(cell, {attributes: true, attributeFilter: ["data-done"]});
+});
+"""
+
+
+def test_browser_scenes__the_project_page_counts_on_from_the_scenes_done_when_it_loaded(processes, backend, browser,
+                                                                                          user):
+    # given a full video whose narration is all done and whose images take 2 s each, two of them stored
+    port = processes.start_daphne()
+    project = make_project(owner=user, script=script(*(f"Harbour [slow:2] light {n}." for n in range(SCENES))))
+    job = services.job_create(project=project, job_type="full_video", params={"width": 160, "height": 90, "fps": 5})
+    env = {"SD_API_URL": backend.url}
+    page = new_page(browser, f"http://127.0.0.1:{port}")
+    page.context.add_init_script(DONE_RECORDER % job.pk)
+    log_in(page, "author")
+    processes.start_worker("images", queues=queues.IMAGE, concurrency=1, wait=False, **env)
+    processes.start_worker("others", queues=NOT_IMAGES, concurrency=2, wait=False, **env)
+    wait_until(lambda: images_done(job) >= 2, timeout=90, message="two scene images")
+
+    # when the owner opens the project page mid-job
+    page.goto(f"/projects/{project.pk}/")
+    wait_until(lambda: GenerationJob.objects.get(pk=job.pk).status == states.COMPLETED, timeout=120,
+               message="the job completed")
+    page.locator(f'tr[data-job-id="{job.pk}"] [data-field="scenes"]', has_text=f"{SCENES} / {SCENES}").wait_for()
+
+    # then the count went on from what was done at load, one scene at a time, never back
+    counts = page.evaluate("window.__done")
+    assert counts[0] >= 2 and counts == sorted(counts) and counts[-1] == SCENES, counts
+    assert len(set(counts)) >= 3, f"scenes were counted live, not only at the end: {counts}"
+
+
+def images_done(job) -> int:
+    from jobs.models import SceneCheckpoint
+
+    return SceneCheckpoint.objects.filter(job=job, kind="image", state=SceneCheckpoint.DONE).count()
