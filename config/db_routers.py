@@ -36,6 +36,16 @@ def replica_reads() -> Iterator[None]:
         _replica_reads.reset(token)
 
 
+@contextmanager
+def primary_reads() -> Iterator[None]:
+    """Reads inside go to the primary even within `replica_reads()` (a check that must not see lag)."""
+    token = _replica_reads.set(False)
+    try:
+        yield
+    finally:
+        _replica_reads.reset(token)
+
+
 class ReplicaRouter:
     """settings.DATABASE_ROUTERS: replica for reads inside `replica_reads()`, the primary for the rest."""
 

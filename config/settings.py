@@ -93,8 +93,8 @@ DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
 # run on different server connections, so nothing may live in the session between them. Django's
 # server-side cursors (QuerySet.iterator(), DECLARE ... WITH HOLD) do; they are turned off. Prepared
 # statements are already off (Django's psycopg 3 default, prepare_threshold None), SET TIME ZONE is one of
-# the parameters PgBouncer tracks per client, and the app itself keeps no session state (no advisory locks,
-# LISTEN, temporary tables or SET).
+# the parameters PgBouncer tracks per client, and the app itself keeps no session state (no session-level
+# advisory locks: admission's is transaction-scoped; no LISTEN, temporary tables or SET).
 DATABASE_PGBOUNCER = env_bool("DATABASE_PGBOUNCER", False)
 # A read replica for what tolerates replication lag (config/db_routers.py): the API's lists, the admin's
 # change lists and /metrics; the snapshot, resume and gap-fill reads stay on the primary.

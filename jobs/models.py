@@ -88,10 +88,11 @@ class GenerationJob(models.Model):
 
     @property
     def current_queue_position(self) -> int | None:
-        """CONTRACT.md `queue_position`: 1 = starts next, while waiting for admission; null otherwise."""
-        if self.status != states.QUEUED or self.admitted_at is not None:
+        """CONTRACT.md `queue_position`: a number while `queued` (1 = starts next), null otherwise. An admitted
+        job still queued is with a worker queue already: it starts next."""
+        if self.status != states.QUEUED:
             return None
-        return self.queue_position
+        return 1 if self.admitted_at is not None else self.queue_position
 
     @property
     def duration_s(self) -> float | None:

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from api import idempotency
 from api.throttling import JobCreateThrottle
 from api.schema import READ_ERRORS, WRITE_ERRORS, error_responses
+from config.db_routers import primary_reads
 from jobs import selectors, services
 from jobs.exceptions import ProjectNotFound
 from jobs.fairness import check_priority
@@ -33,6 +34,12 @@ from .serializers import (
 JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
 LOCATION = OpenApiParameter("Location", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[201],
                             description="The new job's path, e.g. `/api/jobs/{id}/`.")
+
+
+def _with_place_in_line(job: GenerationJob) -> None:
+    """Read back what the admission pass that ran on the job's commit decided, so the answer's
+    `queue_position` is the job's (1 when it was admitted at once) rather than the one from before it."""
+    job.refresh_from_db(fields=["admitted_at", "queue_position"])
 
 
 class JobObjectMixin:
@@ -71,8 +78,10 @@ class JobListCreateView(ReplicaListMixin, idempotency.IdempotentCreateMixin, gen
         wanted = filters.validated_data
         if "project_id" in wanted:
             # An unknown or foreign project is a 404, as for every other path naming it (a malformed id
-            # was already a 400 naming the parameter).
-            project = project_get_for_user(project_id=wanted["project_id"], user=self.request.user)
+            # was already a 400 naming the parameter). Asked of the primary: a project created a moment ago
+            # is not a 404 for the replica's lag.
+            with primary_reads():
+                project = project_get_for_user(project_id=wanted["project_id"], user=self.request.user)
             query = query.filter(project_id=project.pk)
         if "status" in wanted:
             query = query.filter(status=wanted["status"])
@@ -95,6 +104,7 @@ class JobListCreateView(ReplicaListMixin, idempotency.IdempotentCreateMixin, gen
             priority=wanted["priority"], start_timeout_s=wanted["start_timeout_s"],
             max_runtime_s=wanted["max_runtime_s"],
         )
+        _with_place_in_line(job)
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED,
                         headers={"Location": f"/api/jobs/{job.pk}/"})
 
@@ -139,6 +149,7 @@ class JobRetryView(JobObjectMixin, generics.GenericAPIView):
         body = JobRetryRequestSerializer(data=request.data if isinstance(request.data, dict) else {})
         body.is_valid(raise_exception=True)
         job = services.job_retry(job_id=job.pk, from_stage=body.validated_data.get("from_stage"))
+        _with_place_in_line(job)
         return Response(JobSerializer(job).data)
 
 

@@ -155,7 +155,7 @@ def test_admission__staff_may_ask_high_and_the_job_shows_its_fields(client_for):
     assert answer.status_code == 201, answer.content
     body = answer.json()
     assert (body["priority"], body["start_timeout_s"], body["max_runtime_s"]) == ("high", 60, 30)
-    assert body["queue_position"] is None  # admitted at once (nothing else waits)
+    assert body["queue_position"] == 1  # admitted at once (nothing else waits): it starts next
 
 
 def test_admission__retry_and_page_forms_count_against_the_creation_rate(client_for, client, settings):

@@ -80,6 +80,18 @@ def test_replica__api_lists_read_the_replica_and_one_job_the_primary(replica):
         assert one.touched(PRIMARY) and not one.touched(REPLICA), path
 
 
+def test_replica__a_list_by_project_checks_the_project_on_the_primary(replica):
+    # a project created a moment ago may not have reached the replica: its list must not be a 404 for lag
+    user = make_user()
+    job = make_job(owner=user)
+
+    with Captured() as listed:
+        response = api(user).get(f"/api/jobs/?project_id={job.project_id}")
+    assert response.status_code == 200 and response.json()["count"] == 1
+    assert listed.touched(PRIMARY, "projects_project")  # the check (the jobs' own query joins projects too)
+    assert listed.touched(REPLICA) and not listed.touched(PRIMARY)  # the jobs themselves: the replica
+
+
 def test_replica__writes_go_to_the_primary_even_from_a_list_request(replica):
     user = make_user()
     project = make_project(owner=user)
