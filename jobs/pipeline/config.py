@@ -19,6 +19,7 @@ class PipelineConfig:
     ollama_url: str | None = None
     ollama_model: str = "llama3.2"
     sd_api_url: str | None = None
+    sd_model: str | None = None  # the checkpoint the SD server is asked to use (None: whatever it has loaded)
     backend_timeout_s: float = 30.0
     font_path: str | None = None
     audio_engine: str | None = None  # "espeak-ng" or "tone"; default: espeak-ng when it is installed
@@ -26,7 +27,7 @@ class PipelineConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> PipelineConfig:
-        """Build a config from OLLAMA_URL, OLLAMA_MODEL, SD_API_URL and PIPELINE_* variables."""
+        """Build a config from OLLAMA_URL, OLLAMA_MODEL, SD_API_URL, SD_MODEL and PIPELINE_* variables."""
         defaults = cls()
         # An empty URL means "not configured", which is how compose files usually switch a backend off.
         ollama_url, sd_api_url = ((env_str(name, "", environ=environ) or "").strip().rstrip("/") or None
@@ -38,6 +39,7 @@ class PipelineConfig:
             ollama_url=ollama_url,
             ollama_model=(env_str("OLLAMA_MODEL", "", environ=environ) or "").strip() or defaults.ollama_model,
             sd_api_url=sd_api_url,
+            sd_model=(env_str("SD_MODEL", "", environ=environ) or "").strip() or None,
             backend_timeout_s=env_float("PIPELINE_BACKEND_TIMEOUT", defaults.backend_timeout_s, positive=True,
                                         environ=environ),
             font_path=(env_str("PIPELINE_FONT_PATH", "", environ=environ) or "").strip() or None,

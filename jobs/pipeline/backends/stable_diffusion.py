@@ -21,9 +21,12 @@ def txt2img(prompt: str, *, width: int, height: int, config: PipelineConfig) -> 
     """Generate one image and return it fitted (cropped/scaled) to exactly width x height, in RGB."""
     if not config.sd_api_url:
         raise PermanentError("Stable Diffusion is not configured")
+    request: dict = {"prompt": prompt[:MAX_PROMPT_CHARS], "width": width, "height": height, "steps": STEPS}
+    if config.sd_model:  # AUTOMATIC1111 switches to this checkpoint for the request
+        request["override_settings"] = {"sd_model_checkpoint": config.sd_model}
     answer = post_json(
         f"{config.sd_api_url.rstrip('/')}/sdapi/v1/txt2img",
-        {"prompt": prompt[:MAX_PROMPT_CHARS], "width": width, "height": height, "steps": STEPS},
+        request,
         timeout=config.backend_timeout_s,
         backend=BACKEND,
     )

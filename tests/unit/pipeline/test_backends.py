@@ -12,6 +12,8 @@ from PIL import Image
 
 from jobs.pipeline import PermanentError, PipelineConfig, Scene, TransientError, load_scenes, run_image_stage, run_parse_stage
 from jobs.pipeline.backends import ollama, stable_diffusion
+from jobs.pipeline.images import image_inputs
+from jobs.pipeline.scenework import fingerprint
 from tests.doubles import NullContext
 from tests.unit.pipeline.conftest import local_files, stored
 
@@ -118,6 +120,20 @@ def test_sd_txt2img__success_is_fitted_to_the_frame(fake_backend: FakeBackend) -
     path, payload = fake_backend.requests[0]
     assert path == TXT2IMG
     assert payload == {"prompt": "a red square", "width": 320, "height": 180, "steps": stable_diffusion.STEPS}
+
+
+def test_sd_txt2img__sd_model_asks_for_that_checkpoint_and_is_part_of_the_fingerprint(fake_backend: FakeBackend) -> None:
+    # given a server asked for a named checkpoint
+    fake_backend.answer(TXT2IMG, json_body={"images": [_png_b64((64, 64))]})
+    config = PipelineConfig(sd_api_url=fake_backend.url, sd_model="sdxl-base-1.0")
+    stable_diffusion.txt2img("a red square", width=64, height=64, config=config)
+    # then the request selects it, and a scene's image fingerprint changes with it (a retry renders again)
+    assert fake_backend.requests[0][1]["override_settings"] == {"sd_model_checkpoint": "sdxl-base-1.0"}
+    scene = Scene(1, "H", "T", 2.0)
+    prints = {fingerprint(image_inputs(scene, total=1, params={}, config=PipelineConfig(sd_api_url=fake_backend.url,
+                                                                                          sd_model=model)))
+              for model in (None, "sdxl-base-1.0", "sdxl-base-1.1")}
+    assert len(prints) == 3
 
 
 def test_run_image_stage__uses_stable_diffusion_when_configured(fake_backend: FakeBackend, tmp_path: Path) -> None:
