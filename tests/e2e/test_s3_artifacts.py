@@ -147,9 +147,9 @@ def redirect_from(port: int, path: str, token: str) -> str:
 
 def test_full_video__workers_on_separate_machines_share_only_the_bucket(processes, web, s3, tmp_path):
     # Given one worker per queue, each on its own "machine" (an empty MEDIA_ROOT of its own), and a web
-    # process of short URL lifetime (booting beside them)
-    web_port = start_short_lived_web(processes, s3, tmp_path)
+    # process of short URL lifetime (it boots while the job runs: waited for where it is used)
     roots = start_pools(processes, s3, tmp_path)
+    web_port = start_short_lived_web(processes, s3, tmp_path)
 
     # When a full video is made
     job = create_job()
@@ -196,6 +196,7 @@ def test_full_video__workers_on_separate_machines_share_only_the_bucket(processe
 
     # A presigned URL stops working after its lifetime: the short-lived web process's URL downloads the
     # MP4 at once, and the same URL is refused as S3 refuses it once X-Amz-Date + X-Amz-Expires has passed
+    processes.wait_ready("web")
     location = redirect_from(web_port, video["url"], Token.objects.create(user=done.project.owner).key)
     query = urllib.parse.urlsplit(location).query
     assert location.startswith(s3.presign_checked) and urllib.parse.parse_qs(query)["X-Amz-Expires"] == ["2"]
