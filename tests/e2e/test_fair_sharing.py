@@ -210,9 +210,10 @@ def test_fair__20_concurrent_creators_and_restarting_pools_never_exceed_the_limi
         thread.join(30)
     assert not errors and len(created) == 40, errors
 
-    # pool-b restarts while jobs still wait: processes.stop SIGTERMs its process group, and the worker puts
-    # the messages it had received but not acknowledged back in the queue ("Restoring N unacknowledged
-    # message(s)" in its log); each job must still start once, not twice nor never. pool-a carries on.
+    # pool-b restarts while jobs still wait: processes.stop SIGTERMs its process group (pool processes too,
+    # mid-task), and the worker puts the messages it had received but not acknowledged back in the queue
+    # ("Restoring N unacknowledged message(s)" in its log); each job must still start once, not twice nor
+    # never. pool-a carries on.
     wait_until(lambda: completed(created) >= 4, timeout=60, message="the first jobs completed")
     processes.stop("pool-b")
     assert processes.procs["pool-b"].returncode is not None
@@ -230,8 +231,12 @@ def test_fair__20_concurrent_creators_and_restarting_pools_never_exceed_the_limi
     assert starts == 40  # each job started exactly once
     for user in users:
         assert max_overlap([j for j in jobs if j.project.owner_id == user.pk]) <= 2
+    # Nothing was sent twice, with one exception: a task a pool process of pool-b was running when SIGTERM
+    # reached it is redelivered (acks_late, reject_on_worker_lost), and the copy must find it done and do
+    # nothing. So a copy comes only from pool-b's first life, at most one per pool process.
     logs = processes.log("pool-a") + first_life + processes.log("pool-b")
-    assert "duplicate task" not in logs and "does nothing" not in logs  # nothing was sent twice
+    copies = set(re.findall(r"job (\S+): [^\n]*does nothing", logs))
+    assert copies <= set(re.findall(r"job_id=(\S+)", first_life)) and len(copies) <= 2, copies
     assert "succeeded in" in first_life and "succeeded in" in processes.log("pool-b")  # both lives did work
 
 
