@@ -148,7 +148,7 @@ class _FrontHandler(http.server.BaseHTTPRequestHandler):
     def _handle(self) -> None:
         expired_at = presign_expired_at(urllib.parse.urlsplit(self.path).query)
         now = datetime.now(timezone.utc)
-        body = self._request_body()
+        body = self._request_body()  # read even when refused: the connection's next request follows it
         if expired_at is not None and now > expired_at:
             self._expired(expired_at, now)
         else:
@@ -170,16 +170,17 @@ class _FrontHandler(http.server.BaseHTTPRequestHandler):
 
     def _forward(self, body: bytes) -> None:
         headers = {name: value for name, value in self.headers.items() if name.lower() not in _HOP_BY_HOP}
-        if body or "Content-Length" in self.headers or "Transfer-Encoding" in self.headers:
+        has_body = "Content-Length" in self.headers or "Transfer-Encoding" in self.headers
+        if has_body:
             headers = {name: value for name, value in headers.items() if name.lower() != "content-length"}
             headers["Content-Length"] = str(len(body))
         upstream = http.client.HTTPConnection(*self.target, timeout=30)
         try:
             # The Host header goes through as sent: it is part of what the client signed.
-            upstream.request(self.command, self.path, body=body, headers=headers)
+            upstream.request(self.command, self.path, body=body if has_body else None, headers=headers)
             answer = upstream.getresponse()
             payload = answer.read()
-            self.send_response(answer.status, answer.reason)
+            self.send_response_only(answer.status, answer.reason)  # the store's own Date and Server follow
             for name, value in answer.getheaders():
                 if name.lower() not in _HOP_BY_HOP and not (name.lower() == "content-length" and self._has_body(answer)):
                     self.send_header(name, value)
