@@ -6,15 +6,19 @@ and start (the store going away) or slow down (an upload in flight when a worker
 """
 from __future__ import annotations
 
+import http.client
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from jobs import queues, services, states
@@ -24,7 +28,7 @@ from jobs.pipeline import probe_duration, probe_streams
 from tests.e2e.fake_backend import script
 from tests.factories import make_project, make_user
 from tests.processes import kill_stage_holder, wait_until
-from tests.s3store import TcpProxy
+from tests.s3store import TcpProxy, presign_expired_at
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -120,9 +124,32 @@ def presigned(owner: APIClient, url: str) -> str:
     return response["Location"]
 
 
+def start_short_lived_web(processes, s3, tmp_path: Path) -> int:
+    """A web process (daphne) on its own machine whose presigned URLs live 2 s and point at the store's
+    front that refuses expired ones (moto alone would serve them forever). 2 s, not 1: X-Amz-Date is
+    truncated to the second, so a 1 s URL can be dead a few milliseconds after it is signed."""
+    (tmp_path / "machine-web").mkdir()
+    return processes.start_daphne("web", wait=False, MEDIA_ROOT=str(tmp_path / "machine-web"),
+                                  **s3.env(AWS_S3_ENDPOINT_URL=s3.presign_checked, ARTIFACT_URL_TTL_S="2"))
+
+
+def redirect_from(port: int, path: str, token: str) -> str:
+    """The Location of the web process's 302 for `path` (not followed)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Authorization": f"Token {token}"})
+        answer = connection.getresponse()
+        assert answer.status == 302, (answer.status, answer.read()[:300])
+        return answer.getheader("Location")
+    finally:
+        connection.close()
+
+
 def test_full_video__workers_on_separate_machines_share_only_the_bucket(processes, web, s3, tmp_path):
-    # Given one worker per queue, each on its own "machine" (an empty MEDIA_ROOT of its own)
+    # Given one worker per queue, each on its own "machine" (an empty MEDIA_ROOT of its own), and a web
+    # process of short URL lifetime (it boots while the job runs: waited for where it is used)
     roots = start_pools(processes, s3, tmp_path)
+    web_port = start_short_lived_web(processes, s3, tmp_path)
 
     # When a full video is made
     job = create_job()
@@ -166,6 +193,20 @@ def test_full_video__workers_on_separate_machines_share_only_the_bucket(processe
         assert APIClient().get(url).status_code == 401
     assert owner.get(f"/api/jobs/{done.pk}/artifacts/a1/nothing.mp4").status_code == 404
     assert files_under(Path(web.MEDIA_ROOT)) == []
+
+    # A presigned URL stops working after its lifetime: the short-lived web process's URL downloads the
+    # MP4 at once, and the same URL is refused as S3 refuses it once X-Amz-Date + X-Amz-Expires has passed
+    processes.wait_ready("web")
+    location = redirect_from(web_port, video["url"], Token.objects.create(user=done.project.owner).key)
+    query = urllib.parse.urlsplit(location).query
+    assert location.startswith(s3.presign_checked) and urllib.parse.parse_qs(query)["X-Amz-Expires"] == ["2"]
+    with urllib.request.urlopen(location) as answer:
+        assert answer.read() == body
+    time.sleep(max(0.0, (presign_expired_at(query) - datetime.now(dt_timezone.utc)).total_seconds()) + 0.5)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(location)
+    assert refused.value.code == 403
+    assert b"<Code>AccessDenied</Code><Message>Request has expired</Message>" in refused.value.read()
 
 
 def test_store_stopped_mid_job_and_started_again__the_job_completes_with_whole_objects(processes, web, s3,

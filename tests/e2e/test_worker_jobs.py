@@ -106,6 +106,10 @@ def test_worker_jobs__transient_error_is_retried_with_backoff_then_succeeds(proc
     log = processes.log("worker")
     assert log.count("signal=task_retry task=jobs.tasks.generate_images_task") == 2
     assert "retry 1 of 3" in log and "retry 2 of 3" in log
+    # The retries were of the flaky scene alone: the other scene was asked for and rendered once
+    assert backend.count("Noon sun") == 1
+    noon = SceneCheckpoint.objects.get(job=done, scene=2, kind="image")
+    assert (noon.state, noon.renders, noon.attempt, noon.reused) == (SceneCheckpoint.DONE, 1, 1, False)
 
 
 def test_worker_jobs__permanent_error_fails_at_once_with_a_clear_message(processes, short_limits, backend):

@@ -1,11 +1,14 @@
 """The staff admin: changelists, change forms, bulk cancel/retry through the service, login required."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
 from jobs import services
-from tests.factories import make_job, make_processing_job
+from jobs.models import GenerationJob, SceneCheckpoint, UserJobLimit
+from tests.factories import make_job, make_processing_job, make_project, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,6 +91,54 @@ def test_admin__event_inline_shows_status_changes_and_each_stage_start_not_every
     body = page[page.index('id="events-group"'):]
     assert body.count('class="form-row') == 5  # created, started, two stage starts, completed
     assert "Generating images (1/2)" in body and "Generating images (2/2)" in body and "Completed" in body
+
+
+def _inline_rows(page: str, group: str) -> list[dict[str, str]]:
+    """Each row of an admin inline as {field: shown text}; a boolean's icon is read as its alt text."""
+    body = page[page.index(f'id="{group}"'):]
+    body = body[:body.index("</table>")]
+    rows = []
+    for row in body.split('<tr class="form-row')[1:]:
+        cells = re.findall(r'<td class="field-(\w+)">\s*<p>(.*?)</p>', row, re.S)
+        rows.append({name: re.sub(r'<img [^>]*alt="(\w+)"[^>]*>', r"\1", text).strip() for name, text in cells})
+    return rows
+
+
+def test_admin__scene_inline_shows_each_scenes_state_attempt_and_reuse(staff_client) -> None:
+    # given a job on its second attempt: scene 1's image reused from the first, scene 2's rendering, and
+    # scene 1's narration failed in the first attempt
+    job = make_processing_job(job_type="full_video")
+    for scene, kind, attempt, state, reused in ((2, "image", 2, SceneCheckpoint.RUNNING, False),
+                                                (1, "audio", 1, SceneCheckpoint.FAILED, False),
+                                                (1, "image", 2, SceneCheckpoint.DONE, True)):
+        SceneCheckpoint.objects.create(job=job, scene=scene, kind=kind, stage=f"{kind}s", fingerprint=f"{scene}{kind}",
+                                       attempt=attempt, state=state, reused=reused)
+    # when staff open its change page
+    page = staff_client.get(reverse("admin:jobs_generationjob_change", args=[job.pk])).content.decode()
+    # then the scenes inline lists each scene in order with its state, attempt and whether it was reused
+    shown = [(row["scene"], row["kind"], row["state"], row["attempt"], row["reused"])
+             for row in _inline_rows(page, "scene_checkpoints-group")]
+    assert shown == [("1", "audio", "Failed", "1", "False"), ("1", "image", "Done", "2", "True"),
+                     ("2", "image", "Running", "2", "False")]
+
+
+def test_admin__priority_actions_change_a_waiting_jobs_priority_and_skip_a_running_one(staff_client) -> None:
+    # given a user allowed one job at a time: one running, one waiting for its slot
+    owner = make_user()
+    UserJobLimit.objects.create(user=owner, max_running=1)
+    project = make_project(owner=owner)
+    running = services.job_start(job_id=make_job(project=project).pk, worker="test-worker")
+    waiting = make_job(project=project)
+    assert GenerationJob.objects.get(pk=waiting.pk).admitted_at is None
+    url = reverse("admin:jobs_generationjob_changelist")
+    ids = [str(running.pk), str(waiting.pk)]
+    for action, priority in (("priority_high", "high"), ("priority_low", "low")):
+        # when staff set both jobs' priority
+        response = staff_client.post(url, {"action": action, "_selected_action": ids}, follow=True)
+        # then the waiting job's changes and the running one's stays (it was admitted already)
+        assert f"1 job set to {priority} priority. 1 skipped" in response.content.decode()
+        assert GenerationJob.objects.get(pk=waiting.pk).priority == priority
+        assert GenerationJob.objects.get(pk=running.pk).priority == "normal"
 
 
 def _staff_with(*codenames: str):

@@ -199,13 +199,37 @@ def test_admission__admin_shows_waiting_and_running_and_cancels_a_users_queue(cl
     assert not GenerationJob.objects.filter(project__owner=flooder, status=states.QUEUED).exists()
 
 
+def deadlines_counted(outcome: str) -> float:
+    """jobs_deadlines_total{outcome} as /metrics shows it (0 before the first one)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = metrics.render()[0].decode()
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "jobs_deadlines_total" and sample.labels == {"outcome": outcome})
+
+
 def test_admission__metrics_show_waiting_oldest_age_admission_wait_and_deadlines():
     capacity.announce("w1@test", [QUEUE], 1)
     jobs_of(make_user(), 3)
     text = metrics.render()[0].decode()
     assert f'jobs_waiting{{priority="normal",queue="{QUEUE}",user_class="user"}} 2.0' in text
     assert f'jobs_oldest_queued_age_seconds{{queue="{QUEUE}"}}' in text
-    assert "jobs_admission_wait_seconds_bucket" in text and "jobs_deadlines" in text
+    assert "jobs_admission_wait_seconds_bucket" in text
+
+    # When two waiting jobs expire and a running one times out, the deadlines counter rises by as many
+    # (the counter may hold earlier tests' counts: compared with its value before)
+    before = {outcome: deadlines_counted(outcome) for outcome in ("expired", "timed_out")}
+    impatient = jobs_of(make_user(), 2, start_timeout_s=5)
+    GenerationJob.objects.filter(pk__in=[job.pk for job in impatient]).update(
+        queued_at=timezone.now() - timedelta(seconds=6))
+    running = make_processing_job()
+    GenerationJob.objects.filter(pk=running.pk).update(max_runtime_s=2, started_at=timezone.now() - timedelta(seconds=3))
+    report = deadlines.enforce_deadlines()
+
+    assert sorted(report["expired"]) == sorted(str(job.pk) for job in impatient)
+    assert report["timed_out"] == [str(running.pk)]
+    assert deadlines_counted("expired") == before["expired"] + 2
+    assert deadlines_counted("timed_out") == before["timed_out"] + 1
 
 
 def test_admission__concurrent_passes_admit_each_job_once():

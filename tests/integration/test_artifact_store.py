@@ -2,9 +2,11 @@
 the interface's calls, all-or-nothing writes, presigned URLs, and each failure as the error the stages act on."""
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from jobs.pipeline.store import ArtifactMissing, StoreRefused, StoreUnavailable
 from jobs.store import get_store
 from ops import metrics
+from tests.s3store import presign_expired_at
 
 pytestmark = pytest.mark.django_db
 
@@ -74,6 +77,31 @@ def test_s3_store__presigned_url_serves_the_object_and_ranges_for_its_lifetime(s
         assert answer.headers["Content-Type"] == "video/mp4"
     with urllib.request.urlopen(urllib.request.Request(url, headers={"Range": "bytes=10-19"})) as answer:
         assert (answer.status, answer.read()) == (206, bytes(range(10, 20)))
+
+
+def test_s3_store__the_expiry_front_passes_every_call_through_and_refuses_an_expired_url(s3, settings, tmp_path) -> None:
+    """tests/s3store.py's PresignExpiryFront (moto does not enforce X-Amz-Expires): the store's calls work
+    through it unchanged, and its presigned URL works for its lifetime, then gets S3's 403."""
+    settings.STORAGES = {**settings.STORAGES, "artifacts": s3.storage(AWS_S3_ENDPOINT_URL=s3.presign_checked)}
+    store = get_store()
+    source = tmp_path / "in.bin"
+    source.write_bytes(bytes(range(256)) * 400)
+    assert store.put_file("jobs/j1/a1/video.mp4", source, "video/mp4") == 102_400
+    store.put_bytes("jobs/j1/a1/scenes.json", b"[]", "application/json")
+    assert store.read_bytes("jobs/j1/a1/scenes.json") == b"[]" and store.size("jobs/j1/a1/video.mp4") == 102_400
+    assert store.download("jobs/j1/a1/video.mp4", tmp_path / "out.bin").read_bytes() == source.read_bytes()
+    assert store.keys("jobs/j1") == ["jobs/j1/a1/scenes.json", "jobs/j1/a1/video.mp4"]
+
+    url = store.presigned_url("jobs/j1/a1/video.mp4", ttl_s=2, content_type="video/mp4", filename="video.mp4")
+    assert url.startswith(s3.presign_checked)
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"Range": "bytes=10-19"})) as answer:
+        assert (answer.status, answer.read()) == (206, bytes(range(10, 20)))
+    time.sleep(max(0.0, (presign_expired_at(urllib.parse.urlsplit(url).query)
+                         - datetime.now(timezone.utc)).total_seconds()) + 0.2)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url)
+    assert refused.value.code == 403 and b"<Message>Request has expired</Message>" in refused.value.read()
+    assert store.delete_prefix("jobs/j1") == 2  # signed requests (not presigned) still pass
 
 
 def test_s3_store__unreachable_store_is_a_transient_error(s3, settings) -> None:

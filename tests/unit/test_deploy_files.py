@@ -183,6 +183,21 @@ def test_compose__flower_is_password_protected(compose: dict) -> None:
         assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
 
 
+@pytest.mark.parametrize("broker_api", ["", "http://ops:s3cret@mq-1:15672/api/"])
+def test_compose__flower_passes_the_rabbitmq_management_api_only_when_given(compose: dict, broker_api: str) -> None:
+    # The shell command run as compose would (its $$ is a literal $), with `celery` a function echoing its argv.
+    for profile in PROFILES:
+        services = _profile(compose, profile)
+        flower = services[_one(services, lambda argv: "celery -A config flower" in " ".join(argv))]
+        shell, flag, line = _argv(flower["command"])
+        assert (shell, flag) == ("sh", "-c") and flower["environment"]["FLOWER_BROKER_API"] == "${FLOWER_BROKER_API:-}"
+        env = {"PATH": os.environ["PATH"], "FLOWER_USER": "ops", "FLOWER_PASSWORD": "pw", "FLOWER_BROKER_API": broker_api}
+        echoed = subprocess.run(["sh", "-c", 'celery() { printf "%s\\n" "$@"; }; ' + line.replace("$$", "$")], env=env,
+                                capture_output=True, text=True, timeout=10, check=True).stdout.splitlines()
+        assert echoed[:3] == ["-A", "config", "flower"] and "--basic-auth=ops:pw" in echoed
+        assert [arg for arg in echoed if arg.startswith("--broker_api")] == ([f"--broker_api={broker_api}"] if broker_api else [])
+
+
 def test_compose__single_app_services_share_media_and_metrics_and_run_in_production_mode(compose: dict) -> None:
     services = _profile(compose, "single")
     app = _app(services)
@@ -258,8 +273,9 @@ def test_compose__each_profiles_web_environment_passes_check_deploy(compose: dic
     assert env["DJANGO_ALLOWED_HOSTS"] == "jobs.example.com,localhost"
 
 
-# Read by the compose commands themselves, not by the app: the healthcheck's worker name, flower's login.
-COMPOSE_ONLY = {"WORKER_NAME", "FLOWER_USER", "FLOWER_PASSWORD"}
+# Read by the compose commands themselves, not by the app: the healthcheck's worker name, flower's login and
+# RabbitMQ management API.
+COMPOSE_ONLY = {"WORKER_NAME", "FLOWER_USER", "FLOWER_PASSWORD", "FLOWER_BROKER_API"}
 
 
 def test_compose__every_setting_an_app_service_sets_is_read_by_the_code(compose: dict) -> None:
