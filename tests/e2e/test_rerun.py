@@ -10,6 +10,7 @@ from jobs.locations import attempt_prefix
 from jobs.models import GenerationJob
 from jobs.pipeline import StageFiles, load_scenes
 from jobs.store import get_store
+from projects.models import Project
 from tests.e2e.fake_backend import script
 
 from .test_scenes import LIMITS, artifact_events, artifact_urls, assert_complete_video, every_scene, new_job, wait_status
@@ -68,3 +69,25 @@ def test_rerun__from_the_video_then_from_the_images_renders_nothing_again_and_ke
     assert artifact_events(again, 3, "reused") == every_scene(4) | SCENE_LIST
     assert scene_texts(again, 3, tmp_path) == list(TEXTS)
     assert_complete_video(again, tmp_path)
+
+
+def test_rerun__after_a_failed_parse_only_the_parse_can_start_a_rerun(processes):
+    # given a full video whose script was emptied before a worker parsed it: attempt 1 failed in the parse
+    job = new_job(TEXTS)
+    Project.objects.filter(pk=job.project_id).update(script="")
+    processes.start_worker(concurrency=2, **LIMITS)
+    assert wait_status(job, states.TERMINAL).status == states.FAILED
+    client = APIClient()
+    client.force_authenticate(job.project.owner)
+
+    # when the owner asks for a re-run from the images, then the video
+    for stage in ("images", "video"):
+        answer = client.post(f"/api/jobs/{job.pk}/retry/", {"from_stage": stage}, format="json")
+        # then it is refused at once, naming the field and why: there is no scene list to start from
+        assert answer.status_code == 400, answer.content
+        assert "did not finish the parse stage" in answer.json()["from_stage"][0]
+    assert GenerationJob.objects.get(pk=job.pk).attempts == 1
+    # and a re-run from the parse, with the script restored, completes
+    Project.objects.filter(pk=job.project_id).update(script=script(*TEXTS))
+    assert client.post(f"/api/jobs/{job.pk}/retry/", {"from_stage": "parse"}, format="json").status_code == 200
+    assert wait_status(job, states.TERMINAL).status == states.COMPLETED

@@ -8,11 +8,13 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from jobs import services, states
+from jobs import rerun, retention, services, states
 from jobs.locations import attempt_prefix
-from jobs.models import GenerationJob
+from jobs.models import GenerationJob, JobEvent
 from jobs.pipeline import StageFiles
+from jobs.plans import get_plan
 from jobs.store import get_store
+from tests.doubles import RecordingContext
 from tests.factories import make_processing_job, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -124,6 +126,42 @@ def test_rerun__a_requeue_after_a_lost_worker_keeps_the_start_stage(media) -> No
     # then the requeued attempt starts at the same stage, from the same source attempt
     job.refresh_from_db()
     assert (job.status, job.attempts, job.rerun_from, job.rerun_source) == (states.QUEUED, 3, "video", 1)
+
+
+# --- the worker's copy -------------------------------------------------------------------------------------
+
+@pytest.fixture(params=["local", "s3"])
+def any_store(request, media):
+    if request.param == "s3":
+        request.getfixturevalue("s3")
+    return get_store()
+
+
+def test_carry_over__copies_the_stage_into_the_new_attempt_and_records_it_reused(any_store, media) -> None:
+    # given a completed full video whose attempt 1 stored its scene list, re-run from the images (attempt 2 running)
+    job = make_processing_job(job_type="full_video")
+    first = StageFiles(any_store, attempt_prefix(job.pk, 1), media / "scratch")
+    stored = first.save_bytes("scenes.json", b'{"scenes": []}', "scenes", "application/json", {"count": 0})
+    first.write_manifest("scenes", [stored])
+    services.job_complete(job_id=job.pk, result={"artifacts": []})
+    services.job_retry(job_id=job.pk, from_stage="images")
+    job = services.job_start(job_id=job.pk, worker="w", attempt=2)
+    assert job is not None and rerun.reuses(job, "parse") and not rerun.reuses(job, "images")
+    # when attempt 2's parse task carries the stage over instead of running it
+    second = first.with_prefix(attempt_prefix(job.pk, 2))
+    ctx = RecordingContext()
+    copied = rerun.carry_over(job, 2, get_plan("full_video").stage("parse"), second, ctx)
+    # then the scene list and its manifest are attempt 2's own, byte for byte, and survive attempt 1's cleanup
+    assert [a.key for a in copied] == [f"{attempt_prefix(job.pk, 2)}/scenes.json"]
+    assert second.load_artifacts("scenes") == copied
+    retention.drop_other_attempts(job.pk, 2, {"artifacts": []})
+    assert not any_store.exists(stored.key) and any_store.read_bytes(copied[0].key) == b'{"scenes": []}'
+    # and the attempt's events say the stage was reused, its progress reached the end of the stage
+    event = JobEvent.objects.get(job=job, attempt=2, kind=JobEvent.ARTIFACT)
+    assert event.data == {"kind": "scenes", "name": "scenes.json", "reused": True, "scene": None,
+                          "url": f"/api/jobs/{job.pk}/artifacts/a2/scenes.json"}
+    assert "reused from attempt 1" in event.message
+    assert ctx.reports[-1][0] == 100.0
 
 
 # --- the admin action -------------------------------------------------------------------------------------
