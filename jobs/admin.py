@@ -82,8 +82,8 @@ class GenerationJobAdmin(ReplicaChangeListMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
     inlines = [SceneCheckpointInline, JobEventInline]
-    actions = ["cancel_selected", "retry_selected", "rerun_from_stage", "priority_high", "priority_normal", "priority_low",
-               "cancel_owners_queued"]
+    actions = ["cancel_selected", "retry_selected", "rerun_from_stage", "priority_high", "priority_normal",
+               "priority_low", "cancel_owners_queued"]
     # Status, progress and results change only through the job service; staff act with the actions.
     readonly_fields = ("id", "project", "job_type", "status", "progress", "current_stage", "error_message",
                        "celery_task_id", "params", "result", "attempts", "lost_count", "seq", "stage_progress",

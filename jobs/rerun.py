@@ -43,27 +43,41 @@ def stages_before(plan: JobPlan, from_stage: str) -> tuple[Stage, ...]:
 
 
 def check_rerun(job: GenerationJob, from_stage: str) -> int:
-    """The attempt a re-run of `job` from `from_stage` takes the earlier stages from (the job's current one).
-    InvalidJobInput naming `from_stage` when the plan has no such stage or, for a finished job, that attempt
-    did not store an earlier stage's output (an unfinished job is refused by the transition: 409). Reads the
-    store: StoreUnavailable / StoreRefused when it is down."""
+    """The attempt a re-run of `job` from `from_stage` takes the earlier stages from. InvalidJobInput naming
+    `from_stage` when the plan has no such stage or, for a finished job, no attempt to take them from stored
+    them (an unfinished job is refused by the transition: 409). Reads the store: StoreUnavailable /
+    StoreRefused when it is down."""
     plan = get_plan(job.job_type)
     names = [stage.name for stage in plan.stages]
     if from_stage not in names:
         raise InvalidJobInput("from_stage", f"a {job.job_type} job has no stage {from_stage!r}; "
                                             f"it can be re-run from one of: {', '.join(names)}")
-    if job.status in states.TERMINAL:
-        _check_stored(job, plan, from_stage)
-    return job.attempts
+    if job.status not in states.TERMINAL:
+        return job.attempts
+    needed = stages_before(plan, from_stage)
+    for source in _sources(job, plan, from_stage):
+        if _first_missing(job, source, needed) is None:
+            return source
+    stage = _first_missing(job, job.attempts, needed)
+    raise InvalidJobInput("from_stage", f"attempt {job.attempts} did not finish the {stage} stage (or its files "
+                                        f"expired), so a re-run from {from_stage!r} has nothing to start with; "
+                                        "re-run from an earlier stage")
 
 
-def _check_stored(job: GenerationJob, plan: JobPlan, from_stage: str) -> None:
-    files = StageFiles(get_store(), attempt_prefix(job.pk, job.attempts), scratch=Path("."))
-    for stage in stages_before(plan, from_stage):
-        if not files.has_manifest(stage.kind):
-            raise InvalidJobInput("from_stage", f"attempt {job.attempts} did not finish the {stage.name} stage (or "
-                                                f"its files expired), so a re-run from {from_stage!r} has nothing "
-                                                "to start with; re-run from an earlier stage")
+def _sources(job: GenerationJob, plan: JobPlan, from_stage: str) -> list[int]:
+    """Where the stages before `from_stage` may come from: the job's latest attempt; and when that attempt was
+    itself a re-run taking all of them from an earlier one (it may have been cancelled before copying them),
+    that earlier attempt, so a re-run cancelled at once can be asked for again."""
+    sources = [job.attempts]
+    if job.rerun_source is not None and start_step(plan, from_stage) <= start_step(plan, job.rerun_from):
+        sources.append(job.rerun_source)
+    return sources
+
+
+def _first_missing(job: GenerationJob, attempt: int, stages: tuple[Stage, ...]) -> str | None:
+    """The first of `stages` whose manifest `attempt` did not store (None: it stored them all)."""
+    files = StageFiles(get_store(), attempt_prefix(job.pk, attempt), scratch=Path("."))
+    return next((stage.name for stage in stages if not files.has_manifest(stage.kind)), None)
 
 
 def reuses(job: GenerationJob, stage: str) -> bool:

@@ -50,10 +50,11 @@ def job_retry(*, job_id: uuid.UUID | str, from_stage: str | None = None) -> Gene
     from ..rerun import check_rerun  # imported here: it reads the plans and the store
 
     source = None if from_stage is None else check_rerun(job, from_stage)
+    checked = job.attempts
 
     def mutate(job: GenerationJob) -> None:
         job.lost_count = 0  # the new attempt (counted by _transition) starts with a clean slate
-        if source is not None and job.attempts - 1 != source:  # another attempt came and went since the check
+        if source is not None and job.attempts - 1 != checked:  # another attempt came and went since the check
             raise InvalidTransition(job.pk, job.status, states.QUEUED, "the job changed meanwhile; try again")
         job.rerun_from, job.rerun_source = from_stage or "", source
 

@@ -117,6 +117,32 @@ def test_rerun__a_plain_retry_afterwards_starts_from_the_first_stage_again(media
     assert (again.attempts, again.rerun_from, again.rerun_source) == (3, "", None)
 
 
+def test_rerun__cancelled_before_it_copied_anything_can_be_asked_for_again(media) -> None:
+    # given a re-run from the video, cancelled before its attempt (2) stored anything
+    job = finished_job(media)
+    services.job_retry(job_id=job.pk, from_stage="video")
+    services.job_cancel(job_id=job.pk)
+    # when it is asked for again, from the video or an earlier stage it took from attempt 1 too
+    again = services.job_retry(job_id=job.pk, from_stage="video")
+    # then the new attempt takes them from attempt 1, which stored them
+    assert (again.attempts, again.rerun_from, again.rerun_source) == (3, "video", 1)
+    services.job_cancel(job_id=job.pk)
+    assert services.job_retry(job_id=job.pk, from_stage="images").rerun_source == 1
+
+
+def test_rerun__a_later_start_than_the_cancelled_rerun_needs_its_own_outputs(media) -> None:
+    # given a re-run from the images, cancelled before it finished them (it had copied the scene list)
+    job = finished_job(media)
+    services.job_retry(job_id=job.pk, from_stage="images")
+    StageFiles(get_store(), attempt_prefix(job.pk, 2), media / "scratch").write_manifest("scenes", [])
+    services.job_cancel(job_id=job.pk)
+    # when a re-run from the video is asked for, it is refused: attempt 2 was making the images again
+    answer = post_retry(GenerationJob.objects.get(pk=job.pk), {"from_stage": "video"})
+    assert answer.status_code == 400 and "attempt 2 did not finish the images stage" in answer.json()["from_stage"][0]
+    # and one from the images takes the scene list attempt 2 copied
+    assert services.job_retry(job_id=job.pk, from_stage="images").rerun_source == 2
+
+
 def test_rerun__a_requeue_after_a_lost_worker_keeps_the_start_stage(media) -> None:
     # given a re-run from the video whose worker was lost once it had started
     job = finished_job(media)
