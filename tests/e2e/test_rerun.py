@@ -5,15 +5,17 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from jobs import states
+from jobs import services, states
 from jobs.locations import attempt_prefix
-from jobs.models import GenerationJob
+from jobs.models import GenerationJob, SceneCheckpoint
 from jobs.pipeline import StageFiles, load_scenes
 from jobs.store import get_store
 from projects.models import Project
 from tests.e2e.fake_backend import script
+from tests.processes import kill_stage_holder, wait_until
 
-from .test_scenes import LIMITS, artifact_events, artifact_urls, assert_complete_video, every_scene, new_job, wait_status
+from .test_scenes import (LIMITS, artifact_events, artifact_urls, assert_complete_video, every_scene, new_job,
+                          start_pools, wait_status)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -91,3 +93,32 @@ def test_rerun__after_a_failed_parse_only_the_parse_can_start_a_rerun(processes)
     Project.objects.filter(pk=job.project_id).update(script=script(*TEXTS))
     assert client.post(f"/api/jobs/{job.pk}/retry/", {"from_stage": "parse"}, format="json").status_code == 200
     assert wait_status(job, states.TERMINAL).status == states.COMPLETED
+
+
+def test_rerun__from_the_images_after_retention_and_a_lost_worker_renders_the_deleted_images_and_keeps_its_start(
+        processes, backend, tmp_path):
+    # given a completed 6-scene full video whose image files retention then deleted (the narration is kept)
+    start_pools(processes, backend)
+    texts = tuple(f"Ferry [slow:0.4] crossing {n}." for n in range(6))
+    job = new_job(texts)
+    assert wait_status(job, states.TERMINAL).status == states.COMPLETED
+    store = get_store()
+    store.delete([row.name for row in SceneCheckpoint.objects.filter(job=job, kind="image")])
+
+    # when it is re-run from the images and the image worker is SIGKILLed during that attempt's first scene
+    services.job_retry(job_id=job.pk, from_stage="images")
+    killed: set[int] = set()
+    wait_until(lambda: kill_stage_holder(job.pk, "images", killed, lambda: True) or killed, 30, interval=0.05,
+               message="a running image scene of the re-run to kill")
+    done = wait_status(job, states.TERMINAL)
+
+    # then the requeued attempt (3) kept the start stage and its source, took the scene list from attempt 1
+    # again, reused the narration and rendered the images that were still missing
+    assert done.status == states.COMPLETED and done.attempts == 3 and done.lost_count == 1, done.error_message
+    assert (done.rerun_from, done.rerun_source) == ("images", 1)
+    reused = artifact_events(done, 3, "reused")
+    assert SCENE_LIST | {("audio", n) for n in range(1, 7)} <= reused
+    images = {("image", n) for n in range(1, 7)}
+    assert artifact_events(done, 2, "rendered") | artifact_events(done, 3, "rendered") == images
+    assert scene_texts(done, 3, tmp_path) == list(texts)
+    assert_complete_video(done, tmp_path)
