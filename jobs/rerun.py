@@ -25,6 +25,7 @@ from .locations import attempt_prefix
 from .models import GenerationJob
 from .pipeline.artifacts import Artifact, StageFiles
 from .pipeline.context import StageContext
+from .pipeline.errors import PermanentError
 from .plans import JobPlan, Stage, get_plan
 from .store import get_store
 
@@ -98,6 +99,9 @@ def carry_over(job: GenerationJob, attempt: int, stage: Stage, files: StageFiles
     assert source is not None
     ctx.report(0.0, f"Reusing the {stage.name} stage of attempt {source}")
     earlier = files.with_prefix(attempt_prefix(job.pk, source))
+    if not earlier.has_manifest(stage.kind):  # checked when asked for, but retention may have come since
+        raise PermanentError(f"the {stage.name} stage of attempt {source} is no longer stored; re-run from an "
+                             "earlier stage")
     copied = [_copy(files, earlier.prefix, artifact) for artifact in earlier.load_artifacts(stage.kind)]
     files.write_manifest(stage.kind, copied)
     services.job_record_reused(job_id=job.pk, attempt=attempt, stage=stage.name, source=source, artifacts=copied)

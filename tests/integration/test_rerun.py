@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from jobs import rerun, retention, services, states
 from jobs.locations import attempt_prefix
 from jobs.models import GenerationJob, JobEvent
-from jobs.pipeline import StageFiles
+from jobs.pipeline import PermanentError, StageFiles
 from jobs.plans import get_plan
 from jobs.store import get_store
 from tests.doubles import RecordingContext
@@ -188,6 +188,18 @@ def test_carry_over__copies_the_stage_into_the_new_attempt_and_records_it_reused
                           "url": f"/api/jobs/{job.pk}/artifacts/a2/scenes.json"}
     assert "reused from attempt 1" in event.message
     assert ctx.reports[-1][0] == 100.0
+
+
+def test_carry_over__a_stage_deleted_since_the_request_fails_the_attempt_saying_so(media) -> None:
+    # given a re-run from the images whose source attempt's files were deleted after it was asked for
+    job = finished_job(media)
+    services.job_retry(job_id=job.pk, from_stage="images")
+    get_store().delete_prefix(attempt_prefix(job.pk, 1))
+    job = services.job_start(job_id=job.pk, worker="w", attempt=2)
+    # when its parse task carries the stage over, it fails with a reason the owner can act on
+    second = StageFiles(get_store(), attempt_prefix(job.pk, 2), media / "scratch")
+    with pytest.raises(PermanentError, match="parse stage of attempt 1 is no longer stored; re-run from an earlier"):
+        rerun.carry_over(job, 2, get_plan("full_video").stage("parse"), second, RecordingContext())
 
 
 # --- the admin action -------------------------------------------------------------------------------------
