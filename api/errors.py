@@ -14,6 +14,7 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from jobs.exceptions import InvalidJobInput, InvalidTransition, JobNotFound, ProjectNotFound, TooManyQueuedJobs
+from jobs.pipeline.store import StoreRefused, StoreUnavailable
 
 from .parsers import max_body_bytes
 
@@ -34,6 +35,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return Response({"detail": exc.message, exc.field: [exc.message]}, status=status.HTTP_429_TOO_MANY_REQUESTS)
     if isinstance(exc, InvalidJobInput):
         return Response({exc.field: [exc.message]}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, (StoreUnavailable, StoreRefused)):  # a re-run's check reads the artifact store
+        return Response({"detail": f"The artifact store is unavailable: {exc}"},
+                        status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"})
     if isinstance(exc, RequestDataTooBig):
         return Response(
             {"detail": f"Request body is larger than the limit of {max_body_bytes()} bytes."},

@@ -1,9 +1,11 @@
-"""Staff admin for jobs: every owner's jobs, their events, and bulk cancel/retry through the service."""
+"""Staff admin for jobs: every owner's jobs, their events, and bulk cancel/retry/re-run through the service."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -11,10 +13,11 @@ from django.urls import path, reverse
 
 from ops.replica import ReplicaChangeListMixin
 
-from . import selectors, services
+from . import plans, selectors, services
 from .display import format_duration
-from .exceptions import InvalidTransition
+from .exceptions import InvalidJobInput, InvalidTransition
 from .models import PRIORITIES, GenerationJob, JobEvent, SceneCheckpoint, UserJobLimit
+from .pipeline.store import StoreRefused, StoreUnavailable
 
 
 class JobEventInline(admin.TabularInline):
@@ -79,14 +82,14 @@ class GenerationJobAdmin(ReplicaChangeListMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
     inlines = [SceneCheckpointInline, JobEventInline]
-    actions = ["cancel_selected", "retry_selected", "priority_high", "priority_normal", "priority_low",
-               "cancel_owners_queued"]
+    actions = ["cancel_selected", "retry_selected", "rerun_from_stage", "priority_high", "priority_normal",
+               "priority_low", "cancel_owners_queued"]
     # Status, progress and results change only through the job service; staff act with the actions.
     readonly_fields = ("id", "project", "job_type", "status", "progress", "current_stage", "error_message",
                        "celery_task_id", "params", "result", "attempts", "lost_count", "seq", "stage_progress",
                        "worker", "heartbeat_at", "queued_at", "dispatched_at", "created_at", "started_at",
                        "completed_at", "updated_at", "priority", "queue", "admitted_at", "queue_position",
-                       "start_timeout_s", "max_runtime_s")
+                       "start_timeout_s", "max_runtime_s", "rerun_from", "rerun_source")
     change_list_template = "admin/jobs/generationjob/change_list.html"
 
     def get_urls(self) -> list:
@@ -178,11 +181,46 @@ class GenerationJobAdmin(ReplicaChangeListMixin, admin.ModelAdmin):
                 skipped += 1
         self._report(request, "re-queued", changed, skipped)
 
-    def _report(self, request: HttpRequest, verb: str, changed: int, skipped: int) -> None:
+    @admin.action(description="Re-run selected jobs from a stage…", permissions=["change"])
+    def rerun_from_stage(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> HttpResponse | None:
+        """Django's intermediate-page pattern: the first post shows a page to choose the stage; its form posts
+        this action again with `apply`, and each job is re-run through the service (jobs/rerun.py)."""
+        if "apply" not in request.POST:
+            context = {**self.admin_site.each_context(request), "title": "Re-run jobs from a stage",
+                       "jobs": queryset, "choices": _stage_choices(queryset), "opts": self.model._meta,
+                       "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME}
+            return render(request, "admin/jobs/generationjob/rerun_from_stage.html", context)
+        from_stage = request.POST.get("from_stage", "")
+        changed, reasons = 0, []
+        for job_id in queryset.values_list("pk", flat=True):
+            try:
+                services.job_retry(job_id=job_id, from_stage=from_stage)
+                changed += 1
+            except InvalidTransition as exc:
+                reasons.append(exc.reason)
+            except InvalidJobInput as exc:  # no such stage, or the latest attempt did not finish the ones before
+                reasons.append(exc.message)
+            except (StoreUnavailable, StoreRefused) as exc:
+                reasons.append(f"the artifact store is unavailable ({exc})")
+        self._report(request, f"re-queued from the {from_stage} stage", changed, len(reasons), reasons)
+        return None
+
+    def _report(self, request: HttpRequest, verb: str, changed: int, skipped: int,
+                reasons: Iterable[str] = ()) -> None:
         text = f"{changed} job{'s' if changed != 1 else ''} {verb}."
         if skipped:
-            text += f" {skipped} skipped (not in a state that allows it)."
+            why = "; ".join(sorted(set(reasons))) or "not in a state that allows it"
+            text += f" {skipped} skipped ({why})."
         self.message_user(request, text, messages.SUCCESS if changed else messages.WARNING)
+
+
+def _stage_choices(queryset: QuerySet[GenerationJob]) -> list[tuple[str, str]]:
+    """The steps a re-run of the selected jobs may start at, over their job types, in plan order."""
+    choices: dict[str, str] = {}
+    for job_type in queryset.order_by().values_list("job_type", flat=True).distinct():
+        for stage, label in plans.get_plan(job_type).step_choices():
+            choices.setdefault(stage, label)
+    return list(choices.items())
 
 
 @admin.register(JobEvent)

@@ -39,6 +39,11 @@ class GenerationJob(models.Model):
     result = models.JSONField(null=True, blank=True)
     # The number of the current attempt (1 for a new job); a retry or a lost worker starts the next one.
     attempts = models.PositiveIntegerField(default=1)
+    # A re-run from a stage (jobs/rerun.py): the stage the current attempt starts at ("" = the plan's first)
+    # and the attempt whose outputs of the earlier stages it copies. Kept across a requeue after a lost
+    # worker, so that attempt starts at the same stage; a plain retry clears both.
+    rerun_from = models.CharField(max_length=32, blank=True, default="")
+    rerun_source = models.PositiveIntegerField(null=True, blank=True)
     # How often a worker died holding this job; the reaper fails the job after JOBS["MAX_ATTEMPTS"].
     lost_count = models.PositiveIntegerField(default=0)
     # The number of the job's latest JobEvent; the next event gets seq + 1 under the row lock.

@@ -22,7 +22,7 @@ STAGE_MAX_LENGTH = GenerationJob._meta.get_field("current_stage").max_length
 JOB_FIELDS_SAVED = [
     "status", "progress", "current_stage", "error_message", "result", "attempts", "lost_count", "seq",
     "stage_progress", "worker", "heartbeat_at", "queued_at", "dispatched_at", "celery_task_id", "admitted_at",
-    "queue_position",
+    "queue_position", "rerun_from", "rerun_source",
     "started_at", "completed_at", "updated_at",
 ]
 

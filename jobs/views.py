@@ -1,4 +1,4 @@
-"""The job page: live progress, timeline, result media; Cancel/Retry also work as plain form posts."""
+"""The job page: live progress, timeline, result media; Cancel/Retry/Re-run from a stage as plain form posts."""
 from __future__ import annotations
 
 import re
@@ -16,11 +16,12 @@ from django.views.decorators.http import require_http_methods
 
 from api.throttling import THROTTLED_TEXT, job_create_allowed
 
-from . import selectors, services, states
+from . import plans, selectors, services, states
 from .display import format_duration, queue_line
 from .exceptions import InvalidJobInput, InvalidTransition, JobNotFound
 from .locations import artifact_url
 from .models import GenerationJob, JobEvent
+from .pipeline.store import StoreRefused, StoreUnavailable
 
 # How often the page reloads itself while the job runs and JavaScript is off.
 NOSCRIPT_REFRESH_S = 3
@@ -118,28 +119,38 @@ def captions_track(job: GenerationJob) -> dict[str, str] | None:
 
 
 def _apply_action(request: HttpRequest, job: GenerationJob) -> None:
-    """The form post's `action` (cancel|retry) through the job service; a refusal becomes a page message."""
+    """The form post's `action` (cancel|retry|rerun with `from_stage`) through the job service; a refusal
+    becomes a page message."""
     action = request.POST.get("action")
     try:
         if action == "cancel":
             services.job_cancel(job_id=job.pk)
-        elif action == "retry":
+        elif action in ("retry", "rerun"):
             if not job_create_allowed(request):
                 messages.error(request, THROTTLED_TEXT)
                 return
-            services.job_retry(job_id=job.pk)
+            from_stage = request.POST.get("from_stage", "") if action == "rerun" else None
+            services.job_retry(job_id=job.pk, from_stage=from_stage)
         else:
             messages.error(request, "Unknown action.")
     except InvalidTransition as exc:
         messages.error(request, exc.reason)
-    except InvalidJobInput as exc:  # the cap on waiting jobs (JOBS_MAX_QUEUED_PER_USER)
+    except InvalidJobInput as exc:  # the cap on waiting jobs (JOBS_MAX_QUEUED_PER_USER), a stage to re-run from
         messages.error(request, exc.message)
+    except (StoreUnavailable, StoreRefused) as exc:  # a re-run's check reads the artifact store
+        messages.error(request, f"The artifact store is unavailable; try again in a moment ({exc}).")
+
+
+def rerun_choices(job: GenerationJob) -> list[tuple[str, str]]:
+    """The steps the owner may re-run the job from (none for an external job: its own task does its work)."""
+    return [] if job.external else plans.get_plan(job.job_type).step_choices()
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
-    """`/jobs/<id>/`: the job's live state; POST action=cancel|retry is the no-JavaScript fallback."""
+    """`/jobs/<id>/`: the job's live state; POST action=cancel|retry is the no-JavaScript fallback, and
+    action=rerun with `from_stage` re-runs a finished job from a stage."""
     try:
         job = selectors.job_get_for_user(job_id=job_id, user=request.user)
     except JobNotFound:
@@ -164,6 +175,8 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
         "unfinished": job.status in states.UNFINISHED,
         "can_cancel": job.status in states.UNFINISHED,
         "can_retry": job.status in states.RETRYABLE,
+        "can_rerun": job.status in states.TERMINAL,
+        "rerun_choices": rerun_choices(job),
         "refresh_s": NOSCRIPT_REFRESH_S,
         "queue_text": queue_line(job),
     }

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import limits, pipeline, plans, retention, scenes, services, states
+from . import limits, pipeline, plans, rerun, retention, scenes, services, states
 from .basetask import BaseTask
 from .conf import JobSettings, job_settings
 from .locations import attempt_prefix, key_url
@@ -121,7 +121,10 @@ class JobStageTask(BaseTask):
                                           job_files=lambda other: completed_job_files(files, other))
             if scene is not None:
                 return scenes.run_scene(job, attempt, base, scene, inputs, ctx, limits=limits_)
-            plan.stage(stage).run(inputs, ctx)
+            if rerun.reuses(job, stage):  # a re-run from a later stage: copied from the earlier attempt
+                rerun.carry_over(job, attempt, plan.stage(stage), files, ctx)
+            else:
+                plan.stage(stage).run(inputs, ctx)
             ctx.coalescer.flush()
             ctx.check_cancelled()  # a cancel during the last step wins over completing
             step = plan.group_index(stage)

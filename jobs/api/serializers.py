@@ -167,8 +167,11 @@ class JobEventsQuerySerializer(StrictQuerySerializer):
 class JobRetryRequestSerializer(serializers.Serializer):
     from_stage = serializers.CharField(
         required=False, max_length=32,
-        help_text="Re-run from this stage (`parse`: the job type's first), which a completed job may too: the "
-                  "script is read again and only scenes whose inputs changed are rendered.",
+        help_text="Re-run from this stage of the job type's plan (full_video: `parse`, `images`, `audio`, `video`; "
+                  "a stage of a parallel step means the whole step), which a completed job may too. The stages "
+                  "before it are not run again: their outputs are taken from the job's latest attempt (400 if it "
+                  "did not finish them). `parse` reads the script again; every per-scene stage reuses the scenes "
+                  "whose inputs are unchanged.",
     )
 
 

@@ -134,11 +134,16 @@ class JobCancelView(JobObjectMixin, generics.GenericAPIView):
 @extend_schema(
     summary="Retry a failed or cancelled job as a new attempt (or re-run any finished job from a stage)",
     description="The new attempt reuses every scene image and narration of earlier attempts whose inputs are "
-                "unchanged; its events say `reused`. With `from_stage: \"parse\"` a completed job can be re-run "
-                "too (after editing the script only the changed scenes render).",
+                "unchanged (and whose files still exist); its events say `reused`. With `from_stage` any finished "
+                "job, a completed one too, is re-run from that stage of its plan: the stages before it are not "
+                "run again, their outputs are copied from the job's latest attempt (their events say `reused`), "
+                "and that stage and every later one run as usual. `parse` reads the script again, so after an "
+                "edit only the changed scenes render; `video` only assembles the video again. 400 naming "
+                "`from_stage` when the plan has no such stage or the latest attempt did not finish the stages "
+                "before it; 409 for an unfinished or external job.",
     parameters=[JOB_ID],
     request=JobRetryRequestSerializer,
-    responses={200: JobSerializer, **error_responses(400, 401, 403, 404, 409, 429)},
+    responses={200: JobSerializer, **error_responses(400, 401, 403, 404, 409, 429, 503)},
 )
 class JobRetryView(JobObjectMixin, generics.GenericAPIView):
     serializer_class = JobSerializer

@@ -130,6 +130,11 @@ class JobPlan:
                 return number
         raise KeyError(f"{self.job_type} has no stage {name!r}")
 
+    def step_choices(self) -> list[tuple[str, str]]:
+        """(stage, label) of each step, in run order: where a re-run may start (a parallel step is named by its
+        first stage and labelled with all of them, "images + audio")."""
+        return [(group[0].name, " + ".join(stage.name for stage in group)) for group in self.groups]
+
     def is_scene_step(self, number: int) -> bool:
         """Whether step `number` runs as one task per scene (see Stage.per_scene)."""
         return any(stage.per_scene is not None for stage in self.groups[number])

@@ -31,6 +31,7 @@ from .worker_updates import (
     job_fail,
     job_heartbeat,
     job_mark_dispatched,
+    job_record_reused,
     job_report_progress,
     job_start,
     job_update_status,
@@ -40,8 +41,8 @@ __all__ = [
     "InvalidJobInput", "InvalidTransition", "JobNotFound",  # callers catch them from here too
     "EXTERNAL_RETRY_REFUSAL", "JobService", "job_advance", "job_cancel", "job_complete", "job_create", "job_delete",
     "job_expire", "job_fail", "job_get", "job_heartbeat", "job_mark_dispatched", "job_mark_expired",
-    "job_record_lost_worker", "job_report_progress", "job_retry", "job_set_priority", "job_start", "job_time_out",
-    "job_update_status", "jobs_cancel_queued_for_user", "jobs_cancel_unfinished", "runtime_limit",
+    "job_record_lost_worker", "job_record_reused", "job_report_progress", "job_retry", "job_set_priority",
+    "job_start", "job_time_out", "job_update_status", "jobs_cancel_queued_for_user", "jobs_cancel_unfinished", "runtime_limit",
 ]
 
 # The seed's class interface (CONTRACT.md), defined over the functions above.

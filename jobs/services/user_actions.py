@@ -36,9 +36,10 @@ def job_retry(*, job_id: uuid.UUID | str, from_stage: str | None = None) -> Gene
     for an external job: nothing would run the new attempt). The attempt reuses every scene artifact whose
     inputs are unchanged (jobs/scenes.py).
 
-    `from_stage` (the plan's first stage, `parse`): a re-run that a completed job may have too, e.g. after
-    editing the script: the script is parsed again and only the scenes whose inputs changed are rendered.
-    A later start would need the earlier stages' files in the new attempt's prefix; it is refused (400)."""
+    `from_stage` (any stage of the job's plan; one of a parallel step means the whole step): a re-run that a
+    completed job may have too. The stages before it are not run again: the new attempt takes their outputs
+    from the current attempt (jobs/rerun.py), which must have stored them (InvalidJobInput naming
+    `from_stage` otherwise). `parse`, the first stage, reads the script again, e.g. after an edit."""
     job = job_get(job_id=job_id)
     if job.external:  # never changes after create, so reading it outside the lock is safe
         raise InvalidTransition(job.pk, job.status, states.QUEUED, EXTERNAL_RETRY_REFUSAL.format(status=job.status))
@@ -46,11 +47,16 @@ def job_retry(*, job_id: uuid.UUID | str, from_stage: str | None = None) -> Gene
         from ..fairness import check_queued_cap
 
         check_queued_cap(owner_id=job.project.owner_id)
-    if from_stage is not None:
-        _check_start_stage(job.job_type, from_stage)
+    from ..rerun import check_rerun  # imported here: it reads the plans and the store
+
+    source = None if from_stage is None else check_rerun(job, from_stage)
+    checked = job.attempts
 
     def mutate(job: GenerationJob) -> None:
         job.lost_count = 0  # the new attempt (counted by _transition) starts with a clean slate
+        if source is not None and job.attempts - 1 != checked:  # another attempt came and went since the check
+            raise InvalidTransition(job.pk, job.status, states.QUEUED, "the job changed meanwhile; try again")
+        job.rerun_from, job.rerun_source = from_stage or "", source
 
     message = "Retry requested" if from_stage is None else f"Re-run requested from the {from_stage} stage"
     job = _transition(job_id, states.QUEUED, strict=True, retry=True, message=message, mutate=mutate,
@@ -59,15 +65,6 @@ def job_retry(*, job_id: uuid.UUID | str, from_stage: str | None = None) -> Gene
                       + ("" if from_stage is None else ", or finished ones re-run from a stage"))
     assert job is not None
     return job
-
-
-def _check_start_stage(job_type: str, from_stage: str) -> None:
-    """InvalidJobInput unless an attempt of `job_type` can start at `from_stage` (its plan's first stage)."""
-    from ..plans import get_plan
-
-    first = get_plan(job_type).first_stage.name
-    if from_stage != first:
-        raise InvalidJobInput("from_stage", f"a {job_type} job can be re-run from {first!r} only, not {from_stage!r}")
 
 
 def job_set_priority(*, job_id: uuid.UUID | str, priority: str) -> GenerationJob:

@@ -10,8 +10,10 @@ from django.utils import timezone
 
 from .. import progress_rules, states
 from ..exceptions import InvalidJobInput
-from ..models import GenerationJob
-from ..records import lock_job
+from ..locations import key_url
+from ..models import GenerationJob, JobEvent
+from ..pipeline.artifacts import Artifact
+from ..records import lock_job, record_event
 from .creation import job_get
 from .transitions import (Mutate, _apply, _cancelling, _completing, _failing, _failure_text, _log_moved,
                           _transition, _worker_transition)
@@ -125,6 +127,23 @@ def job_advance(
             progress_rules.report_progress(job.pk, progress=job.progress if progress is None else progress,
                                            stage=stage, part=None, attempt=job.attempts)
     return job_get(job_id=job.pk)
+
+
+def job_record_reused(*, job_id: uuid.UUID | str, attempt: int, stage: str, source: int,
+                      artifacts: list[Artifact]) -> bool:
+    """Record a stage this attempt took from attempt `source` instead of running it (jobs/rerun.py): one
+    `artifact` event per file, its message saying `reused`; False, nothing recorded, once the attempt is over."""
+    with transaction.atomic():
+        job = lock_job(job_id)
+        if job.attempts != attempt or job.status != states.PROCESSING:
+            return False
+        for artifact in artifacts:
+            scene = artifact.meta.get("scene")
+            data = {"kind": artifact.kind, "name": artifact.name, "url": key_url(job.pk, artifact.key),
+                    "scene": scene if isinstance(scene, int) else None, "reused": True}
+            record_event(job, kind=JobEvent.ARTIFACT, previous_status=job.status, data=data,
+                         message=f"The {stage} stage's {artifact.name} reused from attempt {source}")
+    return True
 
 
 def job_heartbeat(*, job_id: uuid.UUID | str, worker: str = "", attempt: int | None = None) -> bool:

@@ -260,6 +260,7 @@
     var errorBox = $(body, "error");
     var cancelButton = body.querySelector('[data-action="cancel"]');
     var retryButton = body.querySelector('[data-action="retry"]');
+    var rerunForm = $(body, "rerun");  // "Re-run from": absent for an external job
     var actionMessage = $(body, "action-message");
     var timeline = document.getElementById("timeline");
     var seenStages = {};
@@ -345,6 +346,7 @@
       errorBox.hidden = !failed;
       cancelButton.hidden = isTerminal(state.status);
       retryButton.hidden = !(state.status === "failed" || state.status === "cancelled");
+      if (rerunForm) { rerunForm.hidden = !isTerminal(state.status); }
 
       if (state.status === "completed" && resultSection.hidden) {
         if (msg.result && msg.result.artifacts) {

@@ -189,6 +189,16 @@ def test_browser__full_video_progress_reaches_100_and_video_downloads(live, brow
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     screenshot(page, "full-video-375")
 
+    # The finished job offers "Re-run from" (shown live, without a reload); from the video it completes again
+    form = page.locator("#job-rerun")
+    assert form.is_visible()
+    form.get_by_label("Re-run from").select_option("video")
+    form.get_by_role("button", name="Re-run").click()
+    page.wait_for_load_state()
+    page.locator('[data-field="attempt"]').filter(has_text="2").wait_for(timeout=10_000)
+    page.locator('[data-field="percent"]').filter(has_text="100.0 %").wait_for(timeout=120_000)
+    assert page.locator('[data-field="status"]').inner_text() == "completed"
+
 
 def test_browser__cancel_long_job_from_the_page(live, browser, user):
     _, base = live
