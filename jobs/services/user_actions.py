@@ -43,7 +43,7 @@ def job_retry(*, job_id: uuid.UUID | str, from_stage: str | None = None) -> Gene
     job = job_get(job_id=job_id)
     if job.external:  # never changes after create, so reading it outside the lock is safe
         raise InvalidTransition(job.pk, job.status, states.QUEUED, EXTERNAL_RETRY_REFUSAL.format(status=job.status))
-    if job.status in states.RETRYABLE:  # a retry adds a waiting job like a create does
+    if job.status in states.RETRYABLE or from_stage is not None:  # it adds a waiting job like a create does
         from ..fairness import check_queued_cap
 
         check_queued_cap(owner_id=job.project.owner_id)

@@ -135,6 +135,21 @@ def test_admission__queued_cap_is_429_naming_it(client_for, settings):
     assert "JOBS_MAX_QUEUED_PER_USER" in answers[-1].json()
 
 
+def test_admission__a_rerun_of_a_completed_job_counts_against_the_queued_cap(client_for, settings):
+    # given a user at the cap (one job waiting) with a completed job
+    settings.JOBS = {**settings.JOBS, "MAX_QUEUED_PER_USER": 1}
+    user = make_user()
+    project = make_project(owner=user)
+    done = make_processing_job(project=project, job_type="full_video")
+    services.job_complete(job_id=done.pk, result={"artifacts": []}, attempt=done.attempts)
+    waiting = make_job(project=project)
+    assert GenerationJob.objects.get(pk=waiting.pk).status == states.QUEUED
+    # when the completed job is re-run from a stage, then it is refused like a create (it adds a waiting job)
+    answer = client_for(user).post(f"/api/jobs/{done.pk}/retry/", {"from_stage": "parse"}, format="json")
+    assert answer.status_code == 429 and "JOBS_MAX_QUEUED_PER_USER" in answer.json(), answer.content
+    assert GenerationJob.objects.get(pk=done.pk).status == states.COMPLETED
+
+
 @pytest.mark.parametrize("body, field", [
     ({"priority": "high"}, "priority"), ({"priority": "urgent"}, "priority"), ({"start_timeout_s": 0}, "start_timeout_s"),
     ({"max_runtime_s": "soon"}, "max_runtime_s"), ({"max_runtime_s": 10**6}, "max_runtime_s"),
