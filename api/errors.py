@@ -5,6 +5,7 @@ service or selector and lets JobNotFound / InvalidTransition / InvalidJobInput t
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
@@ -17,6 +18,8 @@ from jobs.exceptions import InvalidJobInput, InvalidTransition, JobNotFound, Pro
 from jobs.pipeline.store import StoreRefused, StoreUnavailable
 
 from .parsers import max_body_bytes
+
+logger = logging.getLogger(__name__)
 
 JSON_PATH_PREFIXES = ("/api/", "/api", "/healthz")
 
@@ -36,8 +39,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, InvalidJobInput):
         return Response({exc.field: [exc.message]}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, (StoreUnavailable, StoreRefused)):  # a re-run's check reads the artifact store
-        return Response({"detail": f"The artifact store is unavailable: {exc}"},
-                        status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"})
+        # The store's own words (endpoint, bucket, credentials) are for operators: logged, not answered.
+        logger.warning("artifact store error answered 503: %s", exc)
+        headers = {"Retry-After": "5"} if isinstance(exc, StoreUnavailable) else {}
+        return Response({"detail": "The artifact store is unavailable; try again later."},
+                        status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
     if isinstance(exc, RequestDataTooBig):
         return Response(
             {"detail": f"Request body is larger than the limit of {max_body_bytes()} bytes."},

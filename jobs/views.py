@@ -1,6 +1,7 @@
 """The job page: live progress, timeline, result media; Cancel/Retry/Re-run from a stage as plain form posts."""
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,8 @@ from .exceptions import InvalidJobInput, InvalidTransition, JobNotFound
 from .locations import artifact_url
 from .models import GenerationJob, JobEvent
 from .pipeline.store import StoreRefused, StoreUnavailable
+
+logger = logging.getLogger(__name__)
 
 # How often the page reloads itself while the job runs and JavaScript is off.
 NOSCRIPT_REFRESH_S = 3
@@ -138,7 +141,8 @@ def _apply_action(request: HttpRequest, job: GenerationJob) -> None:
     except InvalidJobInput as exc:  # the cap on waiting jobs (JOBS_MAX_QUEUED_PER_USER), a stage to re-run from
         messages.error(request, exc.message)
     except (StoreUnavailable, StoreRefused) as exc:  # a re-run's check reads the artifact store
-        messages.error(request, f"The artifact store is unavailable; try again in a moment ({exc}).")
+        logger.warning("job %s: artifact store error on the page: %s", job.pk, exc)  # its words are for operators
+        messages.error(request, "The artifact store is unavailable; try again in a moment.")
 
 
 def rerun_choices(job: GenerationJob) -> list[tuple[str, str]]:
