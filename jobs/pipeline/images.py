@@ -244,10 +244,10 @@ def image_inputs(scene: Scene, *, total: int, params: dict[str, Any], config: Pi
 
         inputs |= {"total": total, "font_path": config.font_path,
                    "version": f"{BUILTIN_RENDERER_VERSION}/pillow-{pillow_version}"}
-    else:  # the server and the checkpoint asked of it (SD_MODEL; unset: the endpoint stands for its model)
-        from .backends.stable_diffusion import STEPS
-
-        inputs |= {"endpoint": config.sd_api_url, "model": config.sd_model, "steps": STEPS}
+    else:  # the server, and the checkpoint asked of it (SD_MODEL; unset: the endpoint stands for its model)
+        inputs |= {"endpoint": config.sd_api_url}
+        if config.sd_model:  # only when set: images made before SD_MODEL existed keep their fingerprints
+            inputs["model"] = config.sd_model
     return inputs
 
 

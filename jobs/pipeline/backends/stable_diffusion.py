@@ -22,8 +22,9 @@ def txt2img(prompt: str, *, width: int, height: int, config: PipelineConfig) -> 
     if not config.sd_api_url:
         raise PermanentError("Stable Diffusion is not configured")
     request: dict = {"prompt": prompt[:MAX_PROMPT_CHARS], "width": width, "height": height, "steps": STEPS}
-    if config.sd_model:  # AUTOMATIC1111 switches to this checkpoint for the request
+    if config.sd_model:  # AUTOMATIC1111 switches to this checkpoint and, told so, keeps it for the next image
         request["override_settings"] = {"sd_model_checkpoint": config.sd_model}
+        request["override_settings_restore_afterwards"] = False
     answer = post_json(
         f"{config.sd_api_url.rstrip('/')}/sdapi/v1/txt2img",
         request,

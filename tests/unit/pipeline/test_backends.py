@@ -129,6 +129,7 @@ def test_sd_txt2img__sd_model_asks_for_that_checkpoint_and_is_part_of_the_finger
     stable_diffusion.txt2img("a red square", width=64, height=64, config=config)
     # then the request selects it, and a scene's image fingerprint changes with it (a retry renders again)
     assert fake_backend.requests[0][1]["override_settings"] == {"sd_model_checkpoint": "sdxl-base-1.0"}
+    assert fake_backend.requests[0][1]["override_settings_restore_afterwards"] is False  # no reload per image
     scene = Scene(1, "H", "T", 2.0)
     prints = {fingerprint(image_inputs(scene, total=1, params={}, config=PipelineConfig(sd_api_url=fake_backend.url,
                                                                                           sd_model=model)))
