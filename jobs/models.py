@@ -93,8 +93,9 @@ class GenerationJob(models.Model):
 
     @property
     def current_queue_position(self) -> int | None:
-        """CONTRACT.md `queue_position`: a number while `queued` (1 = starts next), null otherwise. An admitted
-        job still queued is with a worker queue already: it starts next."""
+        """CONTRACT.md `queue_position`: while `queued`, 1 = starts next; null otherwise. An admitted job still
+        queued is with a worker queue already: it starts next. A waiting one's place is computed off the
+        request's path (jobs/queue_positions.py): null for the moment until then."""
         if self.status != states.QUEUED:
             return None
         return 1 if self.admitted_at is not None else self.queue_position

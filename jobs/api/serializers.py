@@ -60,7 +60,8 @@ class JobSerializer(serializers.ModelSerializer):
     result = JobResultField(read_only=True, allow_null=True)
     queue_position = serializers.IntegerField(
         source="current_queue_position", read_only=True, allow_null=True,
-        help_text="While queued: the job's place in line in its queue (1 = starts next); null otherwise.")
+        help_text="While queued: the job's place in line in its queue (1 = starts next; null for a moment "
+                  "after it starts waiting, until its place is computed); null otherwise.")
 
     class Meta:
         model = GenerationJob

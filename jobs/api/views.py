@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import connection
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -38,8 +39,10 @@ LOCATION = OpenApiParameter("Location", OpenApiTypes.STR, OpenApiParameter.HEADE
 
 def _with_place_in_line(job: GenerationJob) -> None:
     """Read back what the admission pass that ran on the job's commit decided, so the answer's
-    `queue_position` is the job's (1 when it was admitted at once) rather than the one from before it."""
-    job.refresh_from_db(fields=["admitted_at", "queue_position"])
+    `queue_position` is 1 for a job admitted at once rather than the null from before the pass. Inside a
+    transaction (an Idempotency-Key create) the pass has not run yet: nothing to read."""
+    if not connection.in_atomic_block:
+        job.refresh_from_db(fields=["admitted_at", "queue_position"])
 
 
 class JobObjectMixin:
