@@ -11,6 +11,7 @@ the primary. Without DATABASE_REPLICA_URL there is no `replica` alias and everyt
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -27,23 +28,22 @@ def replica_configured() -> bool:
 
 
 @contextmanager
-def replica_reads() -> Iterator[None]:
+def _reads_from(replica: bool) -> Iterator[None]:
+    token = _replica_reads.set(replica)
+    try:
+        yield
+    finally:
+        _replica_reads.reset(token)
+
+
+def replica_reads() -> contextlib.AbstractContextManager[None]:
     """Reads inside go to the replica, if there is one (a context variable: per request, thread and task)."""
-    token = _replica_reads.set(True)
-    try:
-        yield
-    finally:
-        _replica_reads.reset(token)
+    return _reads_from(True)
 
 
-@contextmanager
-def primary_reads() -> Iterator[None]:
+def primary_reads() -> contextlib.AbstractContextManager[None]:
     """Reads inside go to the primary even within `replica_reads()` (a check that must not see lag)."""
-    token = _replica_reads.set(False)
-    try:
-        yield
-    finally:
-        _replica_reads.reset(token)
+    return _reads_from(False)
 
 
 class ReplicaRouter:

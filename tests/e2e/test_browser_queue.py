@@ -20,13 +20,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(trans
 ONE_AT_A_TIME = {"JOBS_MAX_RUNNING_PER_USER": "0", "JOBS_ADMISSION_HEADROOM": "0"}
 
 
-def test_browser_queue__job_page_counts_down_its_place_in_line(processes, browser, backend, settings):  # noqa: F811
+def one_slot(processes, backend, settings) -> int:
+    """One image worker slot, known to admission, and a web process on the returned port."""
     leases.client().delete(capacity._key())
     settings.JOBS = {**settings.JOBS, "MAX_RUNNING_PER_USER": 0, "ADMISSION_HEADROOM": 0}
     processes.start_worker(concurrency=1, SD_API_URL=backend.url, wait=False, **ONE_AT_A_TIME)
     port = processes.start_daphne(wait=False, **ONE_AT_A_TIME)
     processes.wait_ready()
     wait_until(lambda: (capacity.slots() or {}).get("image_generation") == 1, timeout=20, message="the slot")
+    return port
+
+
+def test_browser_queue__job_page_counts_down_its_place_in_line(processes, browser, backend, settings):  # noqa: F811
+    port = one_slot(processes, backend, settings)
     user = make_user(username="waiter", password=PASSWORD)
     project = make_project(owner=user, script=script("A scene [slow:4] here."))
     jobs = [services.job_create(project=project, job_type="image_generation", params={"width": 64, "height": 64})
@@ -48,12 +54,7 @@ def test_browser_queue__job_page_counts_down_its_place_in_line(processes, browse
 
 def test_browser_queue__the_estimate_stays_when_the_live_snapshot_arrives(processes, browser, backend, settings):  # noqa: F811
     # given one worker slot, a finished job of the type to estimate from (30 s), one job running, three waiting
-    leases.client().delete(capacity._key())
-    settings.JOBS = {**settings.JOBS, "MAX_RUNNING_PER_USER": 0, "ADMISSION_HEADROOM": 0}
-    processes.start_worker(concurrency=1, SD_API_URL=backend.url, wait=False, **ONE_AT_A_TIME)
-    port = processes.start_daphne(wait=False, **ONE_AT_A_TIME)
-    processes.wait_ready()
-    wait_until(lambda: (capacity.slots() or {}).get("image_generation") == 1, timeout=20, message="the slot")
+    port = one_slot(processes, backend, settings)
     user = make_user(username="estimated", password=PASSWORD)
     project = make_project(owner=user, script=script("A scene [slow:20] here."))
     finished_earlier(project, run_s=30)
