@@ -45,9 +45,10 @@ def test_worker_recovery__sigkilled_worker_job_completes_on_a_new_worker(process
     assert done.status == states.COMPLETED, done.error_message
     assert time.monotonic() - killed_at < 60
     statuses = [e.status for e in events(done) if e.kind == "status"]
-    if broker_vhost and (done.attempts, done.lost_count) == (1, 0):
-        # RabbitMQ gives a dead connection's unacknowledged messages back at once: killed between two scenes,
-        # the worker held only a scene it had not started, and worker-b ran it within the first attempt.
+    if (done.attempts, done.lost_count) == (1, 0):
+        # Killed between two scenes, holding no scene it had started: nothing was lost. RabbitMQ gives an
+        # unstarted message back at once; on Redis the worker may have held none (a slow machine's kill can
+        # land after the last prefetched scene was taken). worker-b ran the rest within the first attempt.
         assert statuses == ["queued", "processing", "completed"]
     else:  # killed mid-scene (the copy finds the dead holder), or on Redis the reaper: a lost worker
         assert done.attempts == 2 and done.lost_count == 1
